@@ -1,0 +1,1 @@
+"""Workload-agnostic machinery: config, corpora, extraction, cache, training, retrieval, tracking."""

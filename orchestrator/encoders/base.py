@@ -1,0 +1,85 @@
+"""The encoder contract and registry.
+
+An encoder turns a list of mono float32 waveforms (at ``sample_rate``) into embeddings. The
+extraction stage only needs :meth:`AudioEncoder.embed` (pooled) or :meth:`AudioEncoder.frames`
+(frame-level, for attention pooling); its cache key uses ``encoder_id``, ``weights_hash()`` and
+``params()``, so anything that changes the output must appear in one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class EncoderUnavailableError(RuntimeError):
+    """Weights or packages for an encoder are missing; the message says what and where."""
+
+
+class AudioEncoder(ABC):
+    encoder_id: str  # stable, human-readable id, e.g. "whisper-tiny.en"
+    sample_rate: int  # input rate the encoder expects
+    dim: int  # embedding size (pooled and per frame)
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+
+    @abstractmethod
+    def weights_hash(self) -> str:
+        """Hash of the weights actually loaded (hex); "none" for parameter-free DSP features."""
+
+    def params(self) -> dict[str, Any]:
+        """Settings that change the output (pooling, layer, feature params)."""
+        return {}
+
+    @abstractmethod
+    def frames(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Frame-level outputs, one ``[T_i, dim]`` float32 array per wave (no padding frames)."""
+
+    def embed(self, waves: list[np.ndarray]) -> np.ndarray:
+        """Mean over each wave's own frames: ``[B, dim]`` float32."""
+        return np.stack([f.mean(axis=0) for f in self.frames(waves)]).astype(np.float32)
+
+    def to(self, device: str | torch.device) -> "AudioEncoder":
+        self.device = torch.device(device)
+        return self
+
+
+def hash_files(paths: Iterable[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+_REGISTRY: dict[str, Callable[..., AudioEncoder]] = {}
+
+
+def register_encoder(name: str) -> Callable[[Callable[..., AudioEncoder]], Callable[..., AudioEncoder]]:
+    def deco(factory: Callable[..., AudioEncoder]) -> Callable[..., AudioEncoder]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def build_encoder(name: str, **kwargs: Any) -> AudioEncoder:
+    from orchestrator import encoders as _  # noqa: F401  (registers the built-in encoders)
+
+    if name not in _REGISTRY:
+        raise EncoderUnavailableError(f"unknown encoder {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**kwargs)
+
+
+def known_encoders() -> list[str]:
+    from orchestrator import encoders as _  # noqa: F401
+
+    return sorted(_REGISTRY)

@@ -1,0 +1,1 @@
+"""Offline synthesis of audio for the embedded `local` corpora."""
