@@ -1,0 +1,114 @@
+"""Content-addressed embedding cache.
+
+``<root>/<key>/`` holds ``part-NNNNN.parquet`` shards (one per fixed slice of the manifest, so an
+interrupted extraction resumes shard by shard) and ``meta.json``, written last: a directory without
+it is unfinished and only its complete shards are trusted. Every file is written to a temporary
+name and renamed, so a killed writer never leaves a half-written shard under a trusted name.
+
+The key hashes everything that changes the embeddings: the corpus fingerprint, the encoder id,
+the hash of the weights actually loaded, and the encoder/extraction parameters. A second trial,
+sweep or user with the same key reuses the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META = "meta.json"
+
+
+def cache_key(corpus_fingerprint: str, encoder_id: str, weights_hash: str, params: dict[str, Any]) -> str:
+    blob = json.dumps(
+        {"corpus": corpus_fingerprint, "encoder": encoder_id, "weights": weights_hash, "params": params},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class CacheEntry:
+    root: Path
+    key: str
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.key
+
+    def shard_path(self, index: int) -> Path:
+        return self.dir / f"part-{index:05d}.parquet"
+
+    def done_shards(self) -> set[int]:
+        if not self.dir.exists():
+            return set()
+        return {int(p.stem.split("-")[1]) for p in self.dir.glob("part-*.parquet")}
+
+    def is_complete(self) -> bool:
+        return (self.dir / META).exists()
+
+    def write_shard(self, index: int, table: pa.Table) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(table, self.shard_path(index))
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.dir / META, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.dir / META).read_text())
+
+
+@dataclass
+class EmbeddingSet:
+    """Pooled embeddings of one split, aligned with their ids and labels."""
+
+    ids: list[str]
+    labels: list[str]
+    X: np.ndarray  # [N, D] float32
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def table_to_embeddings(table: pa.Table) -> EmbeddingSet:
+    col = table.column("embedding").combine_chunks()
+    dim = col.type.list_size
+    X = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+    return EmbeddingSet(ids=table.column("id").to_pylist(), labels=table.column("label").to_pylist(), X=X)
+
+
+def load_embeddings(cache_dir: Path, split: str | None = None) -> EmbeddingSet:
+    """Read a complete cache entry (all shards), optionally one split, ordered by id."""
+    cache_dir = Path(cache_dir)
+    if not (cache_dir / META).exists():
+        raise FileNotFoundError(f"embedding cache {cache_dir} is incomplete (no {META})")
+    table = pq.read_table(sorted(cache_dir.glob("part-*.parquet")))
+    if split is not None:
+        table = table.filter(pa.compute.equal(table.column("split"), split))
+    table = table.sort_by("id")
+    return table_to_embeddings(table)

@@ -1,0 +1,213 @@
+"""MLflow tracking from the sweep driver: one experiment per search space, one parent run per sweep
+invocation, one child run per trial (``mlflow.parentRunId``).
+
+Only the driver writes (a sqlite store takes one writer): trials hand their tables and figures
+over in their final Tune checkpoint, and :class:`MlflowTrialCallback` (a Tune callback, so it runs
+in the driver) logs them. The parent and child run ids are kept in ``tracking.json`` beside the
+Tune experiment, so ``--resume`` continues the same runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from orchestrator.config import flatten
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+_INVALID = re.compile(r"[^\w\-. :/]")
+
+
+def metric_name(key: str) -> str:
+    """MLflow accepts ``[/\\w.\\- :]`` only: ``recall@20`` becomes ``recall20``."""
+    return _INVALID.sub("", key)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=cwd or Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def artifact_root_for(tracking_uri: str) -> str | None:
+    """Local sqlite stores keep artifacts in ``mlruns/artifacts`` beside the database."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        return (db.resolve().parent / "artifacts").as_uri()
+    return None
+
+
+class SweepTracker:
+    """Owns the MLflow client and the parent run; creates and finishes child runs."""
+
+    def __init__(self, tracking_uri: str, experiment: str, state_file: Path):
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(parents=True, exist_ok=True)
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            experiment, artifact_location=artifact_root_for(tracking_uri))
+        self.state_file = state_file
+        self.state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {"children": {}}
+
+    # -- parent ------------------------------------------------------------------------------
+    def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        if self.state.get("parent"):
+            self.client.update_run(self.state["parent"], status="RUNNING")
+            return self.state["parent"]
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        self.state["parent"] = run.info.run_id
+        self._log_params(run.info.run_id, params)
+        self._save()
+        return run.info.run_id
+
+    @property
+    def parent_id(self) -> str:
+        return self.state["parent"]
+
+    def finish_parent(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status=status)
+
+    # -- children ----------------------------------------------------------------------------
+    def child_for(self, trial_id: str, config: dict[str, Any], tags: dict[str, str]) -> str:
+        if trial_id in self.state["children"]:
+            return self.state["children"][trial_id]
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{trial_id}",
+            tags={"mlflow.parentRunId": self.parent_id, "trial_id": trial_id, **tags})
+        self._log_params(run.info.run_id, config)
+        self.state["children"][trial_id] = run.info.run_id
+        self._save()
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int | None = None) -> None:
+        ms = [Metric(metric_name(k), float(v), _now_ms(), step or 0) for k, v in metrics.items()
+              if isinstance(v, int | float) and not isinstance(v, bool)]
+        for i in range(0, len(ms), 900):
+            self.client.log_batch(run_id, metrics=ms[i:i + 900])
+
+    def log_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_table(self, run_id: str, name: str, df: pd.DataFrame) -> None:
+        self.client.log_table(run_id, data=df, artifact_file=f"tables/{name}.json")
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def finish(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        flat = flatten(params)
+        ps = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items())]
+        for i in range(0, len(ps), 90):
+            self.client.log_batch(run_id, params=ps[i:i + 90])
+
+    def _save(self) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(self.state, indent=2))
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def read_table_json(path: Path) -> pd.DataFrame:
+    payload = json.loads(path.read_text())
+    return pd.DataFrame(payload["data"], columns=payload["columns"])
+
+
+class MlflowTrialCallback(tune.Callback):
+    """Mirrors Tune trials into child runs: params at start, validation metrics per report
+    (step = epoch), and at the end test metrics, result tables and figures from the trial's final
+    checkpoint. Failed trials are marked FAILED with the reason as a tag."""
+
+    def __init__(self, tracker: SweepTracker, child_tags: dict[str, str], on_stopped: Any = None):
+        self.tracker = tracker
+        self.child_tags = child_tags
+        self.on_stopped = on_stopped  # callable(trial, last_train_checkpoint) -> artifacts dir | None
+        self.last_ckpt: dict[str, str] = {}
+        self.finalised: set[str] = set()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+        if result.get("checkpoint_path"):
+            self.last_ckpt[trial.trial_id] = result["checkpoint_path"]
+        if result.get("final"):
+            ckpt_dir = Path(trial.path) / result["checkpoint_dir_name"] if result.get("checkpoint_dir_name") else None
+            self._log_final(run_id, {k: v for k, v in result.items() if k.startswith("test/")}, ckpt_dir, result)
+            self.finalised.add(trial.trial_id)
+            return
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        self.tracker.log_metrics(run_id, {k: v for k, v in result.items()
+                                          if k.startswith(("val/", "train/", "best/"))}, step=step)
+
+    def _log_final(self, run_id: str, metrics: dict[str, Any], ckpt_dir: Path | None, result: dict) -> None:
+        self.tracker.log_metrics(run_id, metrics)
+        self.tracker.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("best")})
+        if ckpt_dir is None or not ckpt_dir.exists():
+            log.warning("trial checkpoint %s not found; tables not logged", ckpt_dir)
+            return
+        for table in sorted((ckpt_dir / "tables").glob("*.json")):
+            self.tracker.log_table(run_id, table.stem, read_table_json(table))
+        for fig in sorted((ckpt_dir / "figures").glob("*.png")):
+            self.tracker.log_artifact(run_id, fig, "figures")
+        model = ckpt_dir / "model.pt"
+        if model.exists():
+            self.tracker.log_artifact(run_id, model, "model")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+        if trial.trial_id not in self.finalised:
+            # stopped early by the scheduler: evaluate its best checkpoint so far on the driver
+            self.tracker.log_tags(run_id, {"stopped_early": "true"})
+            ckpt = self.last_ckpt.get(trial.trial_id)
+            if self.on_stopped and ckpt:
+                metrics, art = self.on_stopped(trial, ckpt)
+                trial.run_metadata.last_result.update(metrics)
+                self._log_final(run_id, metrics, art, {})
+                self.finalised.add(trial.trial_id)
+        self.tracker.finish(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+        reason = failure_reason(trial)
+        self.tracker.log_tags(run_id, {"failure_reason": reason})
+        self.tracker.finish(run_id, "FAILED")
+        log.warning("trial %s failed: %s", trial.trial_id, reason)
+
+
+def failure_reason(trial: Any) -> str:
+    """The last meaningful line of the trial's error file (``TrialFailed: diverged ...``)."""
+    path = trial.error_file
+    text = Path(path).read_text() if path and Path(path).exists() else str(trial.get_error() or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "TrialFailed:" in ln:
+            return ln.split("TrialFailed:", 1)[1].strip()
+    return lines[-1] if lines else "unknown error"
+
+
+def set_tracking_env(uri: str) -> None:
+    mlflow.set_tracking_uri(uri)

@@ -1,0 +1,218 @@
+"""One Tune trial = one Ray Train run (Train V2) + a final test evaluation.
+
+The Tune function trainable builds a ``TorchTrainer`` over the cached embeddings (Ray Data shards:
+the train split is split across workers, validation is given whole to every worker), the workers
+report validation metrics every ``eval_every`` epochs (forwarded to Tune, and so to ASHA, by
+``TuneReportCallback``) and checkpoint the model when validation improves. After ``fit`` the trial
+reloads the best checkpoint, evaluates it on the test split and reports the test metrics with a
+checkpoint holding the result tables and figures; the driver's MLflow callback logs those.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from orchestrator.cache import EmbeddingSet, load_embeddings, table_to_embeddings
+from orchestrator.workload import Workload, load_workload
+
+MODEL_FILE = "model.pt"
+
+
+class TrialFailed(RuntimeError):
+    """A trial that cannot finish (diverged, no checkpoint); the message is the reason."""
+
+
+@dataclass
+class TrialContext:
+    """What every trial of a sweep shares (passed with ``tune.with_parameters``)."""
+
+    workload: str
+    profile: str
+    metric: str
+    mode: str
+    data: dict[str, str]  # DataSpec.key() -> cache dir
+    storage_path: str
+    train_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_epochs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _materialise(it: Any) -> EmbeddingSet:
+    import pyarrow as pa
+
+    tables = list(it.iter_batches(batch_size=None, batch_format="pyarrow"))
+    if not tables:
+        raise TrialFailed("a training worker received an empty data shard")
+    return table_to_embeddings(pa.concat_tables(tables).sort_by("id"))
+
+
+def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
+    """Runs on each Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    wl: Workload = load_workload(loop_cfg["workload"])
+    cfg = wl.config_cls.model_validate(loop_cfg["cfg"])
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    seed = int(getattr(cfg, "seed", 0))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed * 1000 + rank)
+
+    train = _materialise(ray.train.get_dataset_shard("train"))
+    val = _materialise(ray.train.get_dataset_shard("val"))
+    device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(wl.build_model(cfg, train.X.shape[1]))
+    opt = wl.configure_optimizer(model, cfg)
+
+    epochs = wl.epochs(cfg)
+    if loop_cfg.get("max_epochs"):
+        epochs = min(epochs, int(loop_cfg["max_epochs"]))
+    every = max(1, min(wl.eval_every(cfg), epochs))
+    metric, mode = loop_cfg["metric"], loop_cfg["mode"]
+    best = -math.inf if mode == "max" else math.inf
+    for epoch in range(epochs):
+        model.train()
+        total, n = 0.0, 0
+        for batch in wl.train_batches(train, cfg, epoch, rng):
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            loss = wl.loss(model(batch), batch, cfg, epoch)
+            if not torch.isfinite(loss):
+                raise TrialFailed(f"diverged: loss is {loss.item()} at epoch {epoch}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            n += 1
+        if (epoch + 1) % every and epoch + 1 != epochs:
+            continue
+        metrics: dict[str, Any] = {"epoch": epoch, "train/loss": total / max(n, 1)}
+        checkpoint = None
+        if rank == 0:
+            model.eval()
+            with torch.no_grad():
+                metrics.update(wl.validate(_unwrap(model), val, cfg))
+            value = metrics[metric]
+            if not math.isfinite(value):
+                raise TrialFailed(f"diverged: validation {metric} is {value} at epoch {epoch}")
+            improved = value > best if mode == "max" else value < best
+            if improved:
+                best = value
+                d = tempfile.mkdtemp(prefix="ckpt-")
+                torch.save({"model": _unwrap(model).state_dict(), "epoch": epoch, metric: value},
+                           os.path.join(d, MODEL_FILE))
+                checkpoint = ray.train.Checkpoint.from_directory(d)
+            metrics["best/" + metric] = best
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _root_cause(e: BaseException) -> str:
+    """Ray wraps worker errors several times; surface the innermost TrialFailed/line."""
+    text = str(e)
+    for line in reversed(text.splitlines()):
+        if "TrialFailed:" in line:
+            return line.split("TrialFailed:", 1)[1].strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else type(e).__name__
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Tune function trainable (wrap with ``tune.with_parameters(run_trial, ctx=...)``)."""
+    import ray.data
+    from ray import tune
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    wl = load_workload(ctx.workload)
+    cfg = wl.config_cls.model_validate(config)
+    spec = wl.data_spec(cfg, ctx.profile)
+    cache_dir = Path(ctx.data[spec.key()])
+    parts = [str(p) for p in sorted(cache_dir.glob("part-*.parquet"))]
+    base = ray.data.read_parquet(parts, columns=["id", "split", "label", "embedding"])
+    datasets = {"train": base.filter(expr="split == 'train'"), "val": base.filter(expr="split == 'val'")}
+    trial_id = tune.get_context().get_trial_id()
+    loop_cfg = {"workload": ctx.workload, "cfg": cfg.model_dump(), "metric": ctx.metric, "mode": ctx.mode,
+                "max_epochs": ctx.max_epochs}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_cfg,
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        scaling_config=ScalingConfig(num_workers=ctx.train_workers, use_gpu=ctx.gpus_per_worker > 0,
+                                     resources_per_worker={"CPU": ctx.cpus_per_worker,
+                                                           **({"GPU": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}),
+        run_config=RunConfig(
+            name=f"train-{trial_id}",
+            storage_path=ctx.storage_path,
+            callbacks=[TuneReportCallback()],
+            failure_config=FailureConfig(max_failures=0),
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=ctx.metric,
+                                               checkpoint_score_order=ctx.mode),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as e:  # TrainingFailedError wraps the worker's exception
+        raise TrialFailed(_root_cause(e)) from None
+    ckpt = result.checkpoint
+    if ckpt is None:
+        raise TrialFailed("training produced no checkpoint")
+    with ckpt.as_directory() as d:
+        state = torch.load(os.path.join(d, MODEL_FILE), map_location="cpu", weights_only=True)
+    metrics, out = evaluate_state(wl, cfg, cache_dir, state)
+    final = {**metrics, ctx.metric: state[ctx.metric], "best_epoch": int(state["epoch"]), "final": 1}
+    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(out)))
+
+
+def evaluate_state(wl: Workload, cfg: Any, cache_dir: Path, state: dict[str, Any]) -> tuple[dict[str, float], Path]:
+    """Load a trained head from its checkpoint state, evaluate it on the test split, and write
+    metrics, tables, figures and the weights into a fresh artifacts directory."""
+    test = load_embeddings(cache_dir, "test")
+    model = wl.build_model(cfg, test.X.shape[1])
+    model.load_state_dict(state["model"])
+    model.eval()
+    with torch.no_grad():
+        metrics, tables, figures = wl.evaluate(model, test, cfg)
+    out = Path(tempfile.mkdtemp(prefix="trial-artifacts-"))
+    save_artifacts(out, metrics, tables, figures)
+    torch.save(state, out / MODEL_FILE)
+    return metrics, out
+
+
+def evaluate_checkpoint_dir(wl: Workload, cfg: Any, cache_dir: Path, ckpt_dir: str) -> tuple[dict[str, float], Path]:
+    """For trials stopped early by the scheduler: evaluate the best checkpoint they reported."""
+    state = torch.load(os.path.join(ckpt_dir, MODEL_FILE), map_location="cpu", weights_only=True)
+    return evaluate_state(wl, cfg, cache_dir, state)
+
+
+def save_artifacts(out: Path, metrics: dict[str, float], tables: dict[str, Any], figures: dict[str, Any]) -> None:
+    """Tables as pandas 'split' JSON and figures as PNG, for the driver to log to MLflow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    for name, df in tables.items():
+        (out / "tables" / f"{name}.json").write_text(df.to_json(orient="split", index=False))
+    for name, fig in figures.items():
+        fig.savefig(out / "figures" / f"{name}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)

@@ -1,0 +1,115 @@
+"""The workload contract and its registry (entry points in the ``orchestrator.workloads`` group).
+
+The core (extract/train/sweep/track) talks to a paper only through this interface, so adding a
+paper means adding a package under ``workloads/`` and one entry point, never editing the core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel
+
+from orchestrator.cache import EmbeddingSet
+from orchestrator.config import ConfigError
+
+ENTRY_POINT_GROUP = "orchestrator.workloads"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What to extract for a trial: one corpus through one encoder."""
+
+    corpus: str
+    encoder: str
+    corpus_options: dict[str, Any] = field(default_factory=dict)
+    encoder_params: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        blob = json.dumps([self.corpus, self.corpus_options, self.encoder, self.encoder_params], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A profile file's entry: config overrides plus the declared substitutions of paper parts."""
+
+    name: str
+    description: str
+    config: dict[str, Any]
+    substitutions: dict[str, str]
+    shortened: dict[str, str]
+
+
+class Workload(ABC):
+    name: str
+    config_cls: type[BaseModel]
+    regime: Literal["frozen", "finetune"]
+    # config fields that decide which data is extracted (enumerated before the sweep starts)
+    data_fields: tuple[str, ...] = ()
+    profiles_file: Path
+
+    # -- configuration ---------------------------------------------------------------------------
+    def profile(self, name: str) -> Profile:
+        raw = yaml.safe_load(self.profiles_file.read_text())
+        if name not in raw:
+            raise ConfigError(f"workload {self.name!r} has no profile {name!r}; known: {sorted(raw)}")
+        p = raw[name] or {}
+        return Profile(name, p.get("description", ""), p.get("config", {}) or {},
+                       p.get("substitutions", {}) or {}, p.get("shortened", {}) or {})
+
+    @abstractmethod
+    def data_spec(self, cfg: Any, profile: str) -> DataSpec: ...
+
+    # -- model and training ----------------------------------------------------------------------
+    @abstractmethod
+    def build_model(self, cfg: Any, in_dim: int) -> torch.nn.Module: ...
+
+    @abstractmethod
+    def configure_optimizer(self, model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer: ...
+
+    @abstractmethod
+    def train_batches(self, train: EmbeddingSet, cfg: Any, epoch: int,
+                      rng: np.random.Generator) -> Iterable[dict[str, torch.Tensor]]: ...
+
+    @abstractmethod
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Any,
+             epoch: int) -> torch.Tensor: ...
+
+    @abstractmethod
+    def epochs(self, cfg: Any) -> int: ...
+
+    @abstractmethod
+    def eval_every(self, cfg: Any) -> int: ...
+
+    # -- evaluation ------------------------------------------------------------------------------
+    @abstractmethod
+    def validate(self, model: torch.nn.Module, val: EmbeddingSet, cfg: Any) -> dict[str, float]:
+        """Per-round validation metrics (names start with ``val/``)."""
+
+    @abstractmethod
+    def evaluate(self, model: torch.nn.Module, test: EmbeddingSet, cfg: Any
+                 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+        """Final test: (metrics named ``test/...``, tables name -> DataFrame, figures name -> Figure)."""
+
+    def table_groups(self) -> list[str]:
+        """Tables worth aggregating over seeds on the parent run (mean ± std)."""
+        return []
+
+
+def load_workload(name: str) -> Workload:
+    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if name not in eps:
+        raise ConfigError(f"unknown workload {name!r}; installed: {sorted(eps)} (is the project pip-installed?)")
+    cls = eps[name].load()
+    return cls()
