@@ -175,9 +175,15 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
         try:
-            out[k.strip()] = yaml.safe_load(v)
+            val = yaml.safe_load(v)
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+        if isinstance(val, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                val = float(val)
+            except ValueError:
+                pass
+        out[k.strip()] = val
     return out
 
 

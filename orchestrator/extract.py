@@ -56,28 +56,23 @@ class ExtractionResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class _Decode:
+def _decode(batch: dict[str, np.ndarray], target_sr: int) -> dict[str, np.ndarray]:
     """CPU stage: file -> mono float32 at the encoder rate. Failures become an ``error`` string."""
-
-    def __init__(self, target_sr: int):
-        self.target_sr = target_sr
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        waves, errors = [], []
-        for i, item_id in enumerate(batch["id"]):
-            try:
-                dur = float(batch["duration"][i])
-                wav = load_audio(str(item_id), str(batch["audio_path"][i]), self.target_sr,
-                                 float(batch["offset"][i]), dur if dur > 0 else None)
-                waves.append(wav)
-                errors.append("")
-            except BadAudioError as e:
-                waves.append(np.zeros(0, dtype=np.float32))
-                errors.append(e.reason)
-        out = {k: batch[k] for k in ("id", "split", "label", "shard")}
-        out["wave"] = _object_array(waves)
-        out["error"] = np.array(errors, dtype=object)
-        return out
+    waves, errors = [], []
+    for i, item_id in enumerate(batch["id"]):
+        try:
+            dur = float(batch["duration"][i])
+            wav = load_audio(str(item_id), str(batch["audio_path"][i]), target_sr,
+                             float(batch["offset"][i]), dur if dur > 0 else None)
+            waves.append(wav)
+            errors.append("")
+        except BadAudioError as e:
+            waves.append(np.zeros(0, dtype=np.float32))
+            errors.append(e.reason)
+    out = {k: batch[k] for k in ("id", "split", "label", "shard")}
+    out["wave"] = _object_array(waves)
+    out["error"] = np.array(errors, dtype=object)
+    return out
 
 
 class _Encode:
@@ -192,8 +187,7 @@ def extract(
         gpus = default_num_actors()[1]
         ds = (
             ray.data.from_arrow(sub)
-            .map_batches(_Decode, fn_constructor_args=(sr,), batch_size=batch_size,
-                         compute=ray.data.TaskPoolStrategy(), num_cpus=1)
+            .map_batches(_decode, fn_kwargs={"target_sr": sr}, batch_size=batch_size, num_cpus=1)
             .map_batches(_Encode, fn_constructor_args=(encoder_name, encoder_params), batch_size=batch_size,
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          num_gpus=gpus, num_cpus=0 if gpus else 1)

@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     storage = args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).resolve())
     sweep_root = Path(storage) / space.name if "://" not in storage else None
 
-    ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1"}} if args.address else None)
+    if not ray.is_initialized():  # tests and notebooks may have started Ray already
+        ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING)
     res = ray.cluster_resources()
     gpus = space.resources.gpus_per_worker
     gpus_per_worker = (1.0 if res.get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
