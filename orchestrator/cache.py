@@ -98,7 +98,7 @@ class EmbeddingSet:
 def table_to_embeddings(table: pa.Table) -> EmbeddingSet:
     col = table.column("embedding").combine_chunks()
     dim = col.type.list_size
-    X = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+    X = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)  # writable copy
     return EmbeddingSet(ids=table.column("id").to_pylist(), labels=table.column("label").to_pylist(), X=X)
 
 

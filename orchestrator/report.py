@@ -85,12 +85,13 @@ def summarise(results: Any, space: SearchSpace, wl: Any, tracker: SweepTracker, 
     tracker.log_table(parent, "trials", trials.astype(object).where(trials.notna(), None))
 
     group_cols = [k for k in varied if trials[k].astype(str).nunique() > 1 and space.searcher == "grid"]
-    agg = aggregate_over_seeds(trials, group_cols, metric_cols)
+    # mean ± std only means something over seeds of one config: grid sweeps (Optuna trials differ)
+    agg = aggregate_over_seeds(trials, group_cols, metric_cols) if space.searcher == "grid" else pd.DataFrame()
     if not agg.empty:
         tracker.log_table(parent, "mean_std_over_seeds", agg)
     # workload tables (e.g. the paper's Table 4.3) aggregated over seeds, per group
     ok_trials = trials[trials["status"] == "ok"]
-    for name in wl.table_groups():
+    for name in wl.table_groups() if space.searcher == "grid" else []:
         groups = ok_trials.groupby(group_cols) if group_cols else [((), ok_trials)]
         for key, g in groups:
             tabs = [tables_by_trial[t][name] for t in g["trial_id"] if name in tables_by_trial.get(t, {})]
@@ -111,11 +112,13 @@ def summarise(results: Any, space: SearchSpace, wl: Any, tracker: SweepTracker, 
         header.append("substitutions: " + "; ".join(f"{k}: {v}" for k, v in profile.substitutions.items()))
     if profile.shortened:
         header.append("shortened: " + "; ".join(f"{k}: {v}" for k, v in profile.shortened.items()))
-    show = ["trial_id", "status", "seed", *varied, space.metric, *metric_cols[:8]]
+    headline = [m for m in wl.headline_metrics() if m in trials] or metric_cols[:6]
+    show = ["trial_id", "status", "seed", *varied, space.metric, *headline]
     if "error" in trials:
         show.append("error")
     with pd.option_context("display.max_columns", 30, "display.width", 200, "display.float_format", "{:.4f}".format):
         text = "\n".join(header) + "\n" + trials[[c for c in show if c in trials]].to_string(index=False)
         if not agg.empty and (group_cols or len(ok_trials) > 1):
-            text += "\n\nmean ± std over seeds:\n" + agg.to_string(index=False)
+            cols = [c for c in agg.columns if not c.startswith("test/") or c in headline]
+            text += "\n\nmean ± std over seeds:\n" + agg[cols].to_string(index=False)
     return Summary(text=text, n_ok=int((trials["status"] == "ok").sum()), trials=trials)

@@ -131,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
     sweep_root = Path(storage) / space.name if "://" not in storage else None
 
     if not ray.is_initialized():  # tests and notebooks may have started Ray already
-        ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING)
+        # the dashboard process serves the state API that Ray Train's placement-group cleaner polls
+        ray.init(address=args.address, logging_level=logging.WARNING)
+    progress = sys.stderr.isatty()  # bars for people at a terminal, not for logs and CI
+    ray.data.DataContext.get_current().enable_progress_bars = progress
     res = ray.cluster_resources()
     gpus = space.resources.gpus_per_worker
     gpus_per_worker = (1.0 if res.get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = TrialContext(workload=wl.name, profile=args.profile, metric=space.metric, mode=space.mode, data=data,
                        storage_path=storage + "/train", train_workers=space.resources.train_workers,
                        cpus_per_worker=space.resources.cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                       max_epochs=args.max_epochs)
+                       max_epochs=args.max_epochs, progress_bars=progress)
 
     def on_stopped(trial: Any, ckpt_dir: str) -> tuple[dict[str, float], Path]:
         cfg = wl.config_cls.model_validate(trial.config)
@@ -265,6 +268,7 @@ def _log_data(tracker: Any, run_id: str, extractions: list[Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 probe logs a benign ImportError
     if args.list:
         for name in list_search_spaces():
             try:

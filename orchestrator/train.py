@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 from orchestrator.cache import EmbeddingSet, load_embeddings, table_to_embeddings
@@ -45,6 +47,7 @@ class TrialContext:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     max_epochs: int | None = None
+    progress_bars: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,9 +146,13 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = wl.config_cls.model_validate(config)
     spec = wl.data_spec(cfg, ctx.profile)
     cache_dir = Path(ctx.data[spec.key()])
-    parts = [str(p) for p in sorted(cache_dir.glob("part-*.parquet"))]
-    base = ray.data.read_parquet(parts, columns=["id", "split", "label", "embedding"])
-    datasets = {"train": base.filter(expr="split == 'train'"), "val": base.filter(expr="split == 'val'")}
+    ray.data.DataContext.get_current().enable_progress_bars = ctx.progress_bars
+    # The cached pooled embeddings are small (N x D float32), so the trial reads them with pyarrow
+    # and hands Ray Data in-memory blocks: read tasks would need a free CPU, which the Train
+    # workers already hold on a small machine (Ray Data then waits forever for its read budget).
+    table = pq.read_table(sorted(cache_dir.glob("part-*.parquet")), columns=["id", "split", "label", "embedding"])
+    datasets = {name: ray.data.from_arrow(table.filter(pc.equal(table.column("split"), split)))
+                for name, split in (("train", "train"), ("val", "val"))}
     trial_id = tune.get_context().get_trial_id()
     loop_cfg = {"workload": ctx.workload, "cfg": cfg.model_dump(), "metric": ctx.metric, "mode": ctx.mode,
                 "max_epochs": ctx.max_epochs}

@@ -102,6 +102,10 @@ class Workload(ABC):
                  ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         """Final test: (metrics named ``test/...``, tables name -> DataFrame, figures name -> Figure)."""
 
+    def headline_metrics(self) -> list[str]:
+        """The few test metrics printed in the sweep's closing table (all are logged)."""
+        return []
+
     def table_groups(self) -> list[str]:
         """Tables worth aggregating over seeds on the parent run (mean ± std)."""
         return []

@@ -12,7 +12,8 @@ so the `local` profile builds a corpus with the same shape from what ships in Py
   m1..m7/f1..f4, pitch, rate), drawn from a seeded pool, distinct speakers for the clips of a word,
   so that a word's clips differ in voice quality, F0 and tempo the way FLEURS' readers do;
 * channel: leading/trailing silence trimmed with an energy threshold (the aligner's job on
-  FLEURS), resampled 22.05 -> 16 kHz (FLEURS' rate), white or pink noise at 25..35 dB SNR and a
+  FLEURS), resampled 22.05 -> 16 kHz (FLEURS' rate), then per clip a random room (diffuse
+  reverb, RT60 0.05-0.5 s), a random microphone band, white or pink noise at 10..30 dB SNR and a
   random gain, written as 16-bit PCM WAV;
 * counts: a word gets 2..15 clips, geometrically skewed towards 2 (mean ~3.5 before filtering;
   the thesis has 10294 / 3000 = 3.4 per word); clips shorter than 0.4 s after trimming are dropped
@@ -70,14 +71,18 @@ MIN_WORD_LETTERS = 4
 SPLIT_FRACTIONS = (("train", 0.6), ("val", 0.2), ("test", 0.2))
 
 SR = 16000
-BUILD_VERSION = 1  # bump when the synthesis recipe changes, so old caches are not reused
+BUILD_VERSION = 2  # bump when the synthesis recipe changes, so old caches are not reused
 LANGUAGES_SWEDISH = ("sv",)
 LANGUAGES_MULTI = ("sv", "da", "nb", "fi")
 DEFAULT_N_WORDS = {"qbe_local_swedish": 300, "qbe_local_multilingual": 80}
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4")
 RATE_RANGE = (95, 170)  # wpm: slower than eSpeak's 175 default, like careful isolated-word reading
 PITCH_RANGE = (25, 75)
-SNR_RANGE_DB = (25.0, 35.0)
+SNR_RANGE_DB = (10.0, 30.0)
+RT60_RANGE_S = (0.05, 0.5)  # small rooms to reverberant halls
+WET_RANGE = (0.1, 0.6)  # reverb share of the signal
+BAND_LOW_HZ = (60.0, 400.0)  # microphone/channel band limits
+BAND_HIGH_HZ = (3000.0, 7500.0)
 PEAK_DBFS_RANGE = (-12.0, -1.0)
 _TRIM_FRAME_S = 0.01
 _TRIM_THRESHOLD_DB = -40.0  # relative to the loudest 10 ms frame
@@ -188,8 +193,35 @@ def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.fft.irfft(spec / np.sqrt(f), n)
 
 
+def _room(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
+    """Diffuse reverb: convolution with exponentially decaying noise (RT60 from RT60_RANGE_S)."""
+    from scipy.signal import fftconvolve
+
+    rt60 = rng.uniform(*RT60_RANGE_S)
+    t = np.arange(int(rt60 * SR)) / SR
+    ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
+    ir /= np.sqrt(np.sum(ir**2)) or 1.0
+    wet = fftconvolve(audio, ir)[: len(audio)]
+    mix = rng.uniform(*WET_RANGE)
+    return (1 - mix) * audio + mix * wet * (np.std(audio) / (np.std(wet) or 1.0))
+
+
+def _band(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
+    """A random microphone/channel band (2nd-order Butterworth band-pass)."""
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(2, [rng.uniform(*BAND_LOW_HZ), rng.uniform(*BAND_HIGH_HZ)], btype="bandpass", fs=SR, output="sos")
+    return sosfilt(sos, audio)
+
+
 def add_channel(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """White or pink noise at 25..35 dB SNR, then a random peak level; float64 in, float32 out."""
+    """Room, channel band, white or pink noise at 10..30 dB SNR, then a random peak level.
+
+    These are the nuisances the thesis wants the head to learn away (speaker, microphone, room,
+    background noise); with eSpeak's very regular voices and a clean channel the words would be
+    trivially separable and the local run would show nothing. float64 in, float32 out.
+    """
+    audio = _band(rng, _room(rng, audio))
     snr = rng.uniform(*SNR_RANGE_DB)
     noise = _pink(rng, len(audio)) if rng.random() < 0.5 else rng.standard_normal(len(audio))
     p_sig = float(np.mean(audio**2))

