@@ -76,6 +76,16 @@ class SweepTracker:
         self._save()
         return run.info.run_id
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment; the client is rebuilt, and the run ids
+        are re-read from ``tracking.json`` on restore (the pickle predates the trials)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("client", "state")}
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        self.client = MlflowClient(self.uri)
+        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {"children": {}}
+
     @property
     def parent_id(self) -> str:
         return self.state["parent"]
