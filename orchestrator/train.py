@@ -83,9 +83,9 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(wl.build_model(cfg, train.X.shape[1]))
     opt = wl.configure_optimizer(model, cfg)
 
+    if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
+        cfg = wl.with_epochs(cfg, int(loop_cfg["max_epochs"]))
     epochs = wl.epochs(cfg)
-    if loop_cfg.get("max_epochs"):
-        epochs = min(epochs, int(loop_cfg["max_epochs"]))
     every = max(1, min(wl.eval_every(cfg), epochs))
     metric, mode = loop_cfg["metric"], loop_cfg["mode"]
     best = -math.inf if mode == "max" else math.inf

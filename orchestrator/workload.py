@@ -92,6 +92,11 @@ class Workload(ABC):
     @abstractmethod
     def eval_every(self, cfg: Any) -> int: ...
 
+    def with_epochs(self, cfg: Any, epochs: int) -> Any:
+        """The config run for ``epochs`` (``--max-epochs``), so epoch-based schedules (margin
+        annealing, LR decay) still run their whole course in a shortened run."""
+        return cfg.model_copy(update={"epochs": epochs}) if "epochs" in type(cfg).model_fields else cfg
+
     # -- evaluation ------------------------------------------------------------------------------
     @abstractmethod
     def validate(self, model: torch.nn.Module, val: EmbeddingSet, cfg: Any) -> dict[str, float]:
