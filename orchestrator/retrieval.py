@@ -22,12 +22,14 @@ Conventions (all functions):
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import faiss
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 probe logs a benign ImportError
+import faiss  # noqa: E402
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, silhouette_score

@@ -269,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # force: a second main() in one process (tests, notebooks) must log to the current stderr
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 probe logs a benign ImportError
     if args.list:
         for name in list_search_spaces():
             try:

@@ -18,7 +18,8 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        # the dashboard serves the state API that Ray Train V2 uses to clean up stopped trials
+        ray.init(num_cpus=2, logging_level="ERROR")
     yield ray
     ray.shutdown()
 
