@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--corpus", default="qbe_local_swedish")
     ap.add_argument("--n-words", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--actors", type=int, default=None, help="encoder actors (default: one per GPU or per 2 CPUs)")
     ap.add_argument("--work-dir", type=Path, default=Path("cache/corpora"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -58,7 +59,7 @@ def main() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        res = extract(manifest, args.encoder, {}, Path(d), batch_size=args.batch_size)
+        res = extract(manifest, args.encoder, {}, Path(d), batch_size=args.batch_size, num_actors=args.actors)
         ray_s = time.perf_counter() - t0
     ray.shutdown()
 

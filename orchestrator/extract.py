@@ -120,15 +120,18 @@ def _shard_table(rows: list[dict[str, Any]], dim: int) -> pa.Table:
     })
 
 
-def default_num_actors() -> tuple[int, float]:
-    """One encoder actor per GPU when the cluster has GPUs, else one per two CPUs (>= 1)."""
+def actor_layout() -> tuple[int, float, float]:
+    """(actors, GPUs per actor, CPUs per actor). One actor per GPU on GPU clusters; on CPU-only
+    clusters one actor per two CPUs, each owning its two CPUs (Ray sets the actor's torch thread
+    count from its CPU share, and the decode stage is fused into the same actor)."""
     import ray
 
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
     if gpus:
-        return gpus, 1.0
-    return max(1, int(res.get("CPU", 1)) // 2), 0.0
+        return gpus, 1.0, 1.0
+    cpus = max(1, int(res.get("CPU", 1)))
+    return max(1, cpus // 2), 0.0, float(min(2, cpus))
 
 
 def extract(
@@ -183,14 +186,14 @@ def extract(
         keep = np.isin(shard_of, pending)
         sub = table.filter(pa.array(keep)).append_column("shard", pa.array(shard_of[keep], pa.int64()))
         expected = {s: int((shard_of == s).sum()) for s in pending}
-        actors = num_actors or default_num_actors()[0]
-        gpus = default_num_actors()[1]
+        actors, gpus, cpus = actor_layout()
+        actors = num_actors or actors
         ds = (
             ray.data.from_arrow(sub)
-            .map_batches(_decode, fn_kwargs={"target_sr": sr}, batch_size=batch_size, num_cpus=1)
+            .map_batches(_decode, fn_kwargs={"target_sr": sr}, batch_size=batch_size, num_cpus=cpus)
             .map_batches(_Encode, fn_constructor_args=(encoder_name, encoder_params), batch_size=batch_size,
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                         num_gpus=gpus, num_cpus=0 if gpus else 1)
+                         num_gpus=gpus, num_cpus=cpus)
         )
         buffers: dict[int, list[dict[str, Any]]] = {s: [] for s in pending}
         counts = dict.fromkeys(pending, 0)
