@@ -76,29 +76,39 @@ def _decode(batch: dict[str, np.ndarray], target_sr: int) -> dict[str, np.ndarra
 
 
 class _Encode:
-    """Encoder stage, one model per actor; runs on a GPU when the actor was given one."""
+    """Encoder stage, one model per actor; runs on a GPU when the actor was given one.
 
-    def __init__(self, encoder_name: str, encoder_params: dict[str, Any]):
+    ``level="pooled"``: one embedding per item (frozen regime). ``level="features"``: the encoder's
+    input features per item (e.g. log-mel ``[n_mels, T]``) for the finetune regime, where the
+    encoder itself runs inside the Train workers.
+    """
+
+    def __init__(self, encoder_name: str, encoder_params: dict[str, Any], level: str = "pooled"):
         import torch
 
         self.encoder: AudioEncoder = build_encoder(encoder_name, **encoder_params)
         self.encoder.to("cuda" if torch.cuda.is_available() else "cpu")
+        self.level = level
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         errors = list(batch["error"])
         ok = [i for i, e in enumerate(errors) if not e]
-        dim = self.encoder.dim
-        emb = np.zeros((len(errors), dim), dtype=np.float32)
         seconds = np.array([len(w) / self.encoder.sample_rate for w in batch["wave"]], dtype=np.float64)
-        if ok:
-            vecs = self.encoder.embed([batch["wave"][i] for i in ok])
-            emb[ok] = vecs
-            for j, i in enumerate(ok):
-                if not np.isfinite(vecs[j]).all():
-                    errors[i] = "non-finite embedding (NaN/inf) from the encoder"
+        if self.level == "features":
+            vecs = [np.zeros((0, 0), np.float32)] * len(errors)
+            for i in ok:
+                vecs[i] = self.encoder.features(batch["wave"][i]).cpu().numpy().astype(np.float32)
+            out = _object_array(vecs)
+        else:
+            out = np.zeros((len(errors), self.encoder.dim), dtype=np.float32)
+            if ok:
+                out[ok] = self.encoder.embed([batch["wave"][i] for i in ok])
+        for i in ok:
+            if not np.isfinite(out[i]).all():
+                errors[i] = f"non-finite {'features' if self.level == 'features' else 'embedding'} (NaN/inf)"
         return {
             "id": batch["id"], "split": batch["split"], "label": batch["label"], "shard": batch["shard"],
-            "embedding": emb, "error": np.array(errors, dtype=object), "audio_seconds": seconds,
+            "embedding": out, "error": np.array(errors, dtype=object), "audio_seconds": seconds,
         }
 
 
@@ -108,16 +118,18 @@ def _object_array(items: list[np.ndarray]) -> np.ndarray:
     return arr
 
 
-def _shard_table(rows: list[dict[str, Any]], dim: int) -> pa.Table:
+def _shard_table(rows: list[dict[str, Any]], dim: int, level: str = "pooled") -> pa.Table:
     rows = sorted(rows, key=lambda r: r["id"])
+    cols: dict[str, Any] = {"id": [r["id"] for r in rows], "split": [r["split"] for r in rows],
+                            "label": [r["label"] for r in rows]}
+    if level == "features":  # variable-length [n_mels, T] per item, stored flat with its shape
+        cols["features"] = pa.array([np.ravel(r["embedding"]) for r in rows], pa.list_(pa.float32()))
+        cols["n_mels"] = pa.array([r["embedding"].shape[0] for r in rows], pa.int32())
+        cols["n_frames"] = pa.array([r["embedding"].shape[1] for r in rows], pa.int32())
+        return pa.table(cols)
     flat = np.concatenate([r["embedding"] for r in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(flat), dim)
-    return pa.table({
-        "id": [r["id"] for r in rows],
-        "split": [r["split"] for r in rows],
-        "label": [r["label"] for r in rows],
-        "embedding": emb,
-    })
+    cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(flat), dim)
+    return pa.table(cols)
 
 
 def actor_layout() -> tuple[int, float, float]:
@@ -144,8 +156,10 @@ def extract(
     batch_size: int = 16,
     num_actors: int | None = None,
     shard_size: int = SHARD_SIZE,
+    level: str = "pooled",
 ) -> ExtractionResult:
-    """Embed every item of a manifest once; reuse the cache entry when it is already complete."""
+    """Embed every item of a manifest once (``level="pooled"``), or compute its encoder input
+    features (``level="features"``, finetune regime); reuse the cache entry when complete."""
     import ray
 
     t0 = time.perf_counter()
@@ -153,7 +167,8 @@ def extract(
     fp = fingerprint(table)
     probe = build_encoder(encoder_name, **encoder_params)  # cheap for the offline encoders
     enc_id, w_hash, dim, sr = probe.encoder_id, probe.weights_hash(), probe.dim, probe.sample_rate
-    params = {"encoder_params": encoder_params, "encoder": probe.params(), "pooling": "mean", "shard_size": shard_size}
+    params = {"encoder_params": encoder_params, "encoder": probe.params(), "shard_size": shard_size,
+              "level": level, **({"pooling": "mean"} if level == "pooled" else {})}
     del probe
     entry = CacheEntry(Path(cache_root), cache_key(fp, enc_id, w_hash, params))
 
@@ -191,7 +206,7 @@ def extract(
         ds = (
             ray.data.from_arrow(sub)
             .map_batches(_decode, fn_kwargs={"target_sr": sr}, batch_size=batch_size, num_cpus=cpus)
-            .map_batches(_Encode, fn_constructor_args=(encoder_name, encoder_params), batch_size=batch_size,
+            .map_batches(_Encode, fn_constructor_args=(encoder_name, encoder_params, level), batch_size=batch_size,
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                          num_gpus=gpus, num_cpus=cpus)
         )
@@ -212,7 +227,7 @@ def extract(
                                        "label": str(batch["label"][j]), "embedding": batch["embedding"][j]})
                 if counts[s] == expected[s]:
                     _write_quarantine(quarantine_file, quarantined)  # before the shard that drops them
-                    entry.write_shard(s, _shard_table(buffers.pop(s), dim))
+                    entry.write_shard(s, _shard_table(buffers.pop(s), dim, level))
         missing = [s for s, c in counts.items() if c != expected[s]]
         if missing:
             raise RuntimeError(f"extraction lost rows for shards {missing}; cache {entry.dir} left incomplete")
@@ -220,7 +235,8 @@ def extract(
     meta = {
         "n_items": n - len(quarantined), "n_manifest_items": n, "quarantined": sorted(quarantined.items()),
         "encoder": enc_id, "encoder_name": encoder_name, "weights_hash": w_hash, "params": params,
-        "corpus_fingerprint": fp, "manifest": str(manifest_path), "dim": dim, "audio_seconds": audio_seconds,
+        "corpus_fingerprint": fp, "manifest": str(manifest_path), "dim": dim, "level": level,
+        "audio_seconds": audio_seconds,
         "seconds": time.perf_counter() - t0,
     }
     entry.write_meta(meta)

@@ -88,3 +88,25 @@ def test_skip_bad_items_quarantines_and_records(ray_local, tone_manifest, tmp_pa
     with pytest.raises(BadItemsError):
         extract(manifest, "logmel_stats", {}, tmp_path / "cache")
     assert extract(manifest, "logmel_stats", {}, tmp_path / "cache", skip_bad_items=True).cache_hit
+
+
+def test_features_level_caches_encoder_inputs(ray_local, tone_manifest, tmp_path: Path) -> None:
+    """finetune regime: the cache holds each item's log-mel features, exactly what the encoder
+    computes from the decoded file, with their shapes."""
+    import pyarrow.parquet as pq
+
+    from orchestrator.audio import load_audio
+
+    manifest, _ = tone_manifest
+    res = extract(manifest, "whisper_tiny_en", {}, tmp_path / "cache", level="features", shard_size=16)
+    table = pq.read_table(sorted(res.cache_dir.glob("part-*.parquet"))).sort_by("id")
+    assert table.num_rows == 24 and set(table.column_names) >= {"features", "n_mels", "n_frames"}
+    row = table.slice(0, 1).to_pylist()[0]
+    enc = build_encoder("whisper_tiny_en")
+    r0 = next(r for r in read_manifest(manifest).to_pylist() if r["id"] == row["id"])
+    direct = enc.features(load_audio(r0["id"], r0["audio_path"], enc.sample_rate)).numpy()
+    assert (row["n_mels"], row["n_frames"]) == direct.shape == (80, 60)  # 0.6 s: 2 * ceil(9600 / 320)
+    np.testing.assert_allclose(np.asarray(row["features"]).reshape(direct.shape), direct, atol=1e-6)
+    # pooled and feature caches of the same corpus and encoder are different entries
+    pooled = extract(manifest, "whisper_tiny_en", {}, tmp_path / "cache", shard_size=16)
+    assert pooled.cache_dir != res.cache_dir

@@ -46,6 +46,16 @@ class AudioEncoder(ABC):
         """Mean over each wave's own frames: ``[B, dim]`` float32."""
         return np.stack([f.mean(axis=0) for f in self.frames(waves)]).astype(np.float32)
 
+    # -- fine-tuning contract (encoders that can train inside Train workers) --------------------
+    def features(self, wave: np.ndarray) -> torch.Tensor:
+        """Model input features of one wave (e.g. log-mel ``[n_mels, T]``): what the ``finetune``
+        regime caches, so decoding and feature computation happen once, not every epoch."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be fine-tuned (no features())")
+
+    def forward_features(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Frames ``[T_i, dim]`` from cached features, with gradients (a padded batch inside)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be fine-tuned (no forward_features())")
+
     def to(self, device: str | torch.device) -> "AudioEncoder":
         self.device = torch.device(device)
         return self
