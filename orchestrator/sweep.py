@@ -103,7 +103,7 @@ def prepare_data(space: SearchSpace, wl: Any, base: dict[str, Any], args: argpar
         manifest = build_corpus(CorpusRequest(spec.corpus, args.profile, args.data_root, cache_root / "corpora",
                                               dict(spec.corpus_options)))
         res = extract(manifest, spec.encoder, dict(spec.encoder_params), cache_root / "embeddings",
-                      skip_bad_items=args.skip_bad_items)
+                      skip_bad_items=args.skip_bad_items, level=spec.level)
         state = "cache hit" if res.cache_hit else "extracted"
         print(f"[data] {spec.corpus} x {res.encoder_id}: {state} ({res.n_items} items, "
               f"{len(res.quarantined)} quarantined) -> {res.cache_dir}", flush=True)

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from orchestrator.cache import EmbeddingSet, load_embeddings, table_to_embeddings
+from orchestrator.corpus import read_manifest
 from orchestrator.workload import Workload, load_workload
 
 MODEL_FILE = "model.pt"
@@ -55,13 +56,27 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _materialise(it: Any) -> EmbeddingSet:
-    import pyarrow as pa
-
+def _materialise(it: Any, wl: Workload) -> Any:
     tables = list(it.iter_batches(batch_size=None, batch_format="pyarrow"))
     if not tables:
         raise TrialFailed("a training worker received an empty data shard")
-    return table_to_embeddings(pa.concat_tables(tables).sort_by("id"))
+    return wl.to_data(pa.concat_tables(tables).sort_by("id"))
+
+
+def read_split_table(cache_dir: Path, splits: tuple[str, ...]) -> pa.Table:
+    """The cached rows of some splits, with the manifest's ``texts`` joined on ``id``.
+
+    Texts are not encoder outputs, so they are not part of the cache key; reading them from the
+    manifest at trial time means edited captions are always the ones trained on.
+    """
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    table = pq.read_table(sorted(cache_dir.glob("part-*.parquet")))
+    mask = pc.is_in(table.column("split"), value_set=pa.array(list(splits)))
+    table = table.filter(mask)
+    manifest = read_manifest(Path(meta["manifest"]))
+    texts = dict(zip(manifest.column("id").to_pylist(), manifest.column("texts").to_pylist()))
+    return table.append_column("texts", pa.array([texts[i] for i in table.column("id").to_pylist()],
+                                                  pa.list_(pa.string())))
 
 
 def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
@@ -77,16 +92,16 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed * 1000 + rank)
 
-    train = _materialise(ray.train.get_dataset_shard("train"))
-    val = _materialise(ray.train.get_dataset_shard("val"))
+    train = _materialise(ray.train.get_dataset_shard("train"), wl)
+    val = _materialise(ray.train.get_dataset_shard("val"), wl)
     device = ray.train.torch.get_device()
-    model = ray.train.torch.prepare_model(wl.build_model(cfg, train.X.shape[1]))
-    opt = wl.configure_optimizer(model, cfg)
+    model = ray.train.torch.prepare_model(wl.build_model(cfg, wl.input_dim(train)))
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
         cfg = wl.with_epochs(cfg, int(loop_cfg["max_epochs"]))
     epochs = wl.epochs(cfg)
     every = max(1, min(wl.eval_every(cfg), epochs))
+    opt, scheduler = wl.configure_optimizer(model, cfg, train)
     metric, mode = loop_cfg["metric"], loop_cfg["mode"]
     best = -math.inf if mode == "max" else math.inf
     for epoch in range(epochs):
@@ -100,6 +115,8 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if scheduler is not None:  # schedules are stepped per batch (warm-up, cosine decay)
+                scheduler.step()
             total += float(loss.detach())
             n += 1
         if (epoch + 1) % every and epoch + 1 != epochs:
@@ -147,12 +164,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     spec = wl.data_spec(cfg, ctx.profile)
     cache_dir = Path(ctx.data[spec.key()])
     ray.data.DataContext.get_current().enable_progress_bars = ctx.progress_bars
-    # The cached pooled embeddings are small (N x D float32), so the trial reads them with pyarrow
-    # and hands Ray Data in-memory blocks: read tasks would need a free CPU, which the Train
-    # workers already hold on a small machine (Ray Data then waits forever for its read budget).
-    table = pq.read_table(sorted(cache_dir.glob("part-*.parquet")), columns=["id", "split", "label", "embedding"])
-    datasets = {name: ray.data.from_arrow(table.filter(pc.equal(table.column("split"), split)))
-                for name, split in (("train", "train"), ("val", "val"))}
+    # The trial reads the cache with pyarrow and hands Ray Data in-memory blocks: read tasks would
+    # need a free CPU, which the Train workers already hold on a small machine (Ray Data then
+    # waits forever for its read budget). Pooled embeddings and local-profile features are small.
+    table = read_split_table(cache_dir, ("train", "val"))
+    datasets = {split: ray.data.from_arrow(table.filter(pc.equal(table.column("split"), split)))
+                for split in ("train", "val")}
     trial_id = tune.get_context().get_trial_id()
     loop_cfg = {"workload": ctx.workload, "cfg": cfg.model_dump(), "metric": ctx.metric, "mode": ctx.mode,
                 "max_epochs": ctx.max_epochs}
@@ -190,8 +207,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 def evaluate_state(wl: Workload, cfg: Any, cache_dir: Path, state: dict[str, Any]) -> tuple[dict[str, float], Path]:
     """Load a trained head from its checkpoint state, evaluate it on the test split, and write
     metrics, tables, figures and the weights into a fresh artifacts directory."""
-    test = load_embeddings(cache_dir, "test")
-    model = wl.build_model(cfg, test.X.shape[1])
+    test = wl.to_data(read_split_table(cache_dir, ("test",)).sort_by("id"))
+    model = wl.build_model(cfg, wl.input_dim(test))
     model.load_state_dict(state["model"])
     model.eval()
     with torch.no_grad():

@@ -20,7 +20,9 @@ import torch
 import yaml
 from pydantic import BaseModel
 
-from orchestrator.cache import EmbeddingSet
+import pyarrow as pa
+
+from orchestrator.cache import EmbeddingSet, table_to_embeddings
 from orchestrator.config import ConfigError
 
 ENTRY_POINT_GROUP = "orchestrator.workloads"
@@ -34,9 +36,11 @@ class DataSpec:
     encoder: str
     corpus_options: dict[str, Any] = field(default_factory=dict)
     encoder_params: dict[str, Any] = field(default_factory=dict)
+    level: str = "pooled"  # "pooled" embeddings (frozen) or encoder input "features" (finetune)
 
     def key(self) -> str:
-        blob = json.dumps([self.corpus, self.corpus_options, self.encoder, self.encoder_params], sort_keys=True)
+        blob = json.dumps([self.corpus, self.corpus_options, self.encoder, self.encoder_params, self.level],
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -75,11 +79,20 @@ class Workload(ABC):
     @abstractmethod
     def build_model(self, cfg: Any, in_dim: int) -> torch.nn.Module: ...
 
-    @abstractmethod
-    def configure_optimizer(self, model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer: ...
+    def to_data(self, table: pa.Table) -> Any:
+        """A split's cached rows (Arrow, with ``texts`` joined) -> what this workload trains on."""
+        return table_to_embeddings(table)
+
+    def input_dim(self, data: Any) -> int:
+        return int(data.X.shape[1])
 
     @abstractmethod
-    def train_batches(self, train: EmbeddingSet, cfg: Any, epoch: int,
+    def configure_optimizer(self, model: torch.nn.Module, cfg: Any, train: Any
+                            ) -> tuple[torch.optim.Optimizer, Any]:
+        """(optimizer, per-batch LR scheduler or None); ``train`` is this worker's data."""
+
+    @abstractmethod
+    def train_batches(self, train: Any, cfg: Any, epoch: int,
                       rng: np.random.Generator) -> Iterable[dict[str, torch.Tensor]]: ...
 
     @abstractmethod

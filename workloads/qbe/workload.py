@@ -107,8 +107,9 @@ class QbEWorkload(Workload):
     def build_model(self, cfg: QbEConfig, in_dim: int) -> TripletNet:
         return TripletNet(EmbeddingHead(in_dim, cfg.hidden_dim, cfg.out_dim))
 
-    def configure_optimizer(self, model: torch.nn.Module, cfg: QbEConfig) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    def configure_optimizer(self, model: torch.nn.Module, cfg: QbEConfig, train: EmbeddingSet
+                            ) -> tuple[torch.optim.Optimizer, None]:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr), None
 
     def epochs(self, cfg: QbEConfig) -> int:
         return cfg.epochs
