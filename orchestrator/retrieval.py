@@ -192,17 +192,25 @@ def single_relevant_ranks(
         raise ValueError("target indices must lie in [0, len(database))")
     if chunk < 1:
         raise ValueError("chunk must be >= 1")
-    db_idx = np.arange(db.shape[0])
     ranks = np.empty(q.shape[0], dtype=np.int64)
     for start in range(0, q.shape[0], chunk):
         stop = min(start + chunk, q.shape[0])
-        scores = q[start:stop] @ db.T
-        t = tgt[start:stop]
-        s_t = scores[np.arange(stop - start), t][:, None]
-        higher = (scores > s_t).sum(axis=1)
-        tied_before = ((scores == s_t) & (db_idx[None, :] < t[:, None])).sum(axis=1)
-        ranks[start:stop] = 1 + higher + tied_before
+        ranks[start:stop] = ranks_from_scores(q[start:stop] @ db.T, tgt[start:stop])
     return ranks
+
+
+def ranks_from_scores(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """1-based rank of ``target[i]`` in row i of a score matrix (same tie rule as above).
+
+    For scorers that are not an inner product of two embedding sets, e.g. text-aware attention
+    pooling, where each (text, clip) score depends on the pair.
+    """
+    scores = np.asarray(scores)
+    t = np.asarray(target, dtype=np.int64).reshape(-1)
+    s_t = scores[np.arange(scores.shape[0]), t][:, None]
+    higher = (scores > s_t).sum(axis=1)
+    tied_before = ((scores == s_t) & (np.arange(scores.shape[1])[None, :] < t[:, None])).sum(axis=1)
+    return (1 + higher + tied_before).astype(np.int64)
 
 
 def single_relevant_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:

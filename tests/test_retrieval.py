@@ -297,3 +297,13 @@ def test_clustering_known_case_labels_cross_the_clusters():
     assert m["silhouette_labels"] == pytest.approx(-0.5)
     assert m["ari"] == pytest.approx(-0.5)
     assert m["ami"] == pytest.approx(-0.5)
+
+
+def test_ranks_from_scores_hand_case() -> None:
+    from orchestrator.retrieval import ranks_from_scores
+
+    # row 0: target 2 scores 0.5; one higher (0.9) -> rank 2
+    # row 1: target 1 scores 0.7, tie with index 0 (0.7, lower index ranks first) -> rank 2
+    # row 2: target 0 scores 0.7, tie with index 1 (higher index ranks after) -> rank 1
+    scores = np.array([[0.9, 0.1, 0.5], [0.7, 0.7, 0.2], [0.7, 0.7, 0.2]])
+    assert ranks_from_scores(scores, np.array([2, 1, 0])).tolist() == [2, 2, 1]
