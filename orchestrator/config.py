@@ -210,7 +210,8 @@ def discrete_combinations(space: SearchSpace, fields: tuple[str, ...], base: dic
     for f in fields:
         spec = space.param_space.get(f)
         if spec is None:
-            choices.append([(f, base.get(f))])
+            if f in base:  # otherwise the workload config's default applies
+                choices.append([(f, base[f])])
             continue
         vals = spec.discrete_values()
         if vals is None:

@@ -1,0 +1,1 @@
+"""Text-to-audio retrieval (TAR): ATST-Frame audio encoder, NT-Xent vs sigmoid loss, TAP pooling."""

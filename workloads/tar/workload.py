@@ -1,0 +1,294 @@
+"""Text-to-audio retrieval with fine-tuned dual encoders (the ATST/TAP thesis, on salsa), as a recipe.
+
+config -> data (clips' log-mel features cached once; 5 captions per clip, lowercased, punctuation
+removed, 32 tokens) -> model (audio encoder + text encoder, linear projections to D = 1024, mean
+pooling or Text-Aware Attention Pooling; 3.1, 3.6) -> loss (symmetric multi-positive NT-Xent with
+tau = 0.05, or the sigmoid loss with learnable t, b; 3.5) -> optimisation (AdamW, parameter groups
+with their own learning rates, one warm-up epoch, cosine decay 2e-5 -> 1e-7 per batch; 3.9) ->
+validation (text->audio mAP@10 each epoch, keep the best) -> evaluation (DCASE metrics, Tables 4.1-4.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from orchestrator import retrieval
+from orchestrator.distributed import gather_no_grad, gather_with_grad
+from orchestrator.encoders.base import AudioEncoder, build_encoder
+from orchestrator.encoders.text import TextEncoder
+from orchestrator.workload import DataSpec, Workload
+from workloads.tar import clotho, corpus_local  # noqa: F401  (register the corpora)
+from workloads.tar.losses import SigmoidLoss, nt_xent_from_scores
+from workloads.tar.tap import TAP
+from workloads.tar.text import preprocess_caption
+
+
+class TarConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # data
+    audio_encoder: str = "atst_frame"
+    audio_encoder_params: dict[str, Any] = {}
+    text_encoder: str = "roberta-large"
+    text_pooling: Literal["mean", "cls"] = "cls"
+    max_tokens: int = Field(32, ge=4)
+    corpus_options: dict[str, Any] = {}  # e.g. local sizes {"n_train": 300, ...}
+    # model (3.1, 3.6)
+    d: int = Field(1024, ge=1)
+    pooling: Literal["mean", "tap"] = "mean"
+    tap_dim: int = Field(2048, ge=1)
+    tap_dropout: float = Field(0.05, ge=0, lt=1)
+    # loss (3.5)
+    loss: Literal["ntxent", "sigmoid"] = "ntxent"
+    tau: float = Field(0.05, gt=0)
+    sigmoid_t: float = 1.0
+    sigmoid_b: float = -10.0
+    lr_loss: float = Field(0.1, gt=0)
+    # optimisation (3.9)
+    lr: float = Field(2e-5, gt=0)  # global: projections and TAP
+    lr_audio: float = Field(2e-5, gt=0)
+    lr_text: float = Field(2e-5, gt=0)
+    lr_min: float = Field(1e-7, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    epochs: int = Field(20, ge=1)
+    eval_every: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=2)
+    captions_per_clip: int = Field(5, ge=1, le=5)  # training pairs per clip per epoch (5: every caption)
+    seed: int = 0
+
+
+@dataclass
+class TarData:
+    """One split: each clip's cached log-mel features and its (preprocessed) captions."""
+
+    ids: list[str]
+    feats: list[np.ndarray]  # [n_mels, T] float32
+    texts: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class DualEncoder(nn.Module):
+    """Audio encoder -> frames -> projection; text encoder -> projection; mean pooling or TAP."""
+
+    def __init__(self, cfg: TarConfig):
+        super().__init__()
+        self.audio: AudioEncoder = build_encoder(cfg.audio_encoder, **cfg.audio_encoder_params)
+        self.audio_net = self.audio.model  # registered, so it trains, syncs (DDP) and checkpoints
+        self.text = TextEncoder(cfg.text_encoder, pooling=cfg.text_pooling, max_tokens=cfg.max_tokens)
+        self.audio_proj = nn.Linear(self.audio.dim, cfg.d)
+        self.text_proj = nn.Linear(self.text.dim, cfg.d)
+        self.tap = TAP(cfg.d, cfg.tap_dim, cfg.tap_dropout) if cfg.pooling == "tap" else None
+        self.sigmoid = SigmoidLoss(cfg.sigmoid_t, cfg.sigmoid_b) if cfg.loss == "sigmoid" else None
+        self.tau = cfg.tau
+
+    def encode_audio(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected frames ``[B, T, d]`` and their mask ``[B, T]`` (True = real frame)."""
+        self.audio.device = self.audio_proj.weight.device  # follow the module when Train moves it
+        frames = self.audio.forward_features(feats)
+        lengths = torch.tensor([f.shape[0] for f in frames], device=frames[0].device)
+        padded = nn.utils.rnn.pad_sequence(frames, batch_first=True)
+        mask = torch.arange(padded.shape[1], device=padded.device)[None, :] < lengths[:, None]
+        return self.audio_proj(padded), mask
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        return self.text_proj(self.text(texts))
+
+    @staticmethod
+    def mean_pool(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(frames.dtype)
+        return (frames * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    def scores(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor, chunk: int | None = None
+               ) -> torch.Tensor:
+        """``[Nt, Na]`` cosine scores: text vs mean-pooled audio, or vs its text-aware pooling."""
+        if self.tap is None:
+            return F.normalize(text, dim=-1) @ F.normalize(self.mean_pool(frames, mask), dim=-1).T
+        if chunk:
+            return self.tap.scores_chunked(text, frames, mask, chunk=chunk)
+        return self.tap.scores(text, frames, mask)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Scores the batch and computes the loss here, not in ``Workload.loss``: TAP and the
+        sigmoid loss' t and b are parameters of this module, and DDP only synchronises what
+        ``forward`` uses."""
+        frames, mask = self.encode_audio(batch["feats"])
+        text = self.encode_text(batch["texts"])
+        audio_ids, text_ids = batch["audio_ids"].to(text.device), batch["text_audio_ids"].to(text.device)
+        if self.tap is None:  # mean pooling: gather across Train workers for the global batch
+            audio = gather_with_grad(self.mean_pool(frames, mask))
+            text = gather_with_grad(text)
+            audio_ids, text_ids = _global_ids(audio_ids), _global_ids(text_ids)
+            scores = F.normalize(text, dim=-1) @ F.normalize(audio, dim=-1).T
+        else:  # TAP scores each (text, clip) pair from the clip's frames: the worker-local batch
+            scores = self.tap.scores(text, frames, mask)
+        if self.sigmoid is not None:
+            loss = self.sigmoid.from_scores(scores, audio_ids, text_ids)
+        else:
+            loss = nt_xent_from_scores(scores, audio_ids, text_ids, self.tau)
+        return {"loss": loss, "scores": scores}
+
+
+def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
+    """LR factor: linear warm-up over ``warmup`` steps, then cosine from 1 down to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class TarWorkload(Workload):
+    name = "tar"
+    config_cls = TarConfig
+    regime = "finetune"
+    data_fields = ("audio_encoder", "audio_encoder_params", "corpus_options")
+    profiles_file = Path(__file__).with_name("profiles.yaml")
+
+    # -- data --------------------------------------------------------------------------------
+    def data_spec(self, cfg: TarConfig, profile: str) -> DataSpec:
+        corpus = "tar_local" if profile == "local" else "tar_clotho"
+        return DataSpec(corpus=corpus, encoder=cfg.audio_encoder, corpus_options=dict(cfg.corpus_options),
+                        encoder_params=dict(cfg.audio_encoder_params), level="features")
+
+    def to_data(self, table: pa.Table) -> TarData:
+        rows = table.select(["id", "features", "n_mels", "n_frames", "texts"]).to_pylist()
+        return TarData(
+            ids=[r["id"] for r in rows],
+            feats=[np.asarray(r["features"], np.float32).reshape(r["n_mels"], r["n_frames"]) for r in rows],
+            texts=[[preprocess_caption(t) for t in r["texts"]] for r in rows],
+        )
+
+    def input_dim(self, data: TarData) -> int:
+        return int(data.feats[0].shape[0])
+
+    # -- model -------------------------------------------------------------------------------
+    def build_model(self, cfg: TarConfig, in_dim: int) -> DualEncoder:
+        torch.manual_seed(cfg.seed)  # projections/TAP start the same for a seed (and the zero-shot baseline)
+        return DualEncoder(cfg)
+
+    def configure_optimizer(self, model: nn.Module, cfg: TarConfig, train: TarData
+                            ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        m: DualEncoder = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
+        groups = [
+            {"name": "audio_encoder", "params": list(m.audio_net.parameters()), "lr": cfg.lr_audio},
+            {"name": "text_encoder", "params": list(m.text.parameters()), "lr": cfg.lr_text},
+            {"name": "audio_projection", "params": list(m.audio_proj.parameters()), "lr": cfg.lr},
+            {"name": "text_projection", "params": list(m.text_proj.parameters()), "lr": cfg.lr},
+        ]
+        if m.tap is not None:
+            groups.append({"name": "tap", "params": list(m.tap.parameters()), "lr": cfg.lr})
+        if m.sigmoid is not None:
+            groups.append({"name": "loss", "params": list(m.sigmoid.parameters()), "lr": cfg.lr_loss})
+        opt = torch.optim.AdamW(groups, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        steps = math.ceil(len(train) * cfg.captions_per_clip / cfg.batch_size)
+        warmup, total = int(round(cfg.warmup_epochs * steps)), steps * cfg.epochs
+        floor = cfg.lr_min / cfg.lr
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, total, floor))
+        return opt, sched
+
+    def epochs(self, cfg: TarConfig) -> int:
+        return cfg.epochs
+
+    def eval_every(self, cfg: TarConfig) -> int:
+        return cfg.eval_every
+
+    # -- training data: (clip, caption) pairs, shuffled each epoch ---------------------------
+    def train_batches(self, train: TarData, cfg: TarConfig, epoch: int,
+                      rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        pairs = [(i, c) for i in range(len(train))
+                 for c in rng.permutation(len(train.texts[i]))[: cfg.captions_per_clip]]
+        order = rng.permutation(len(pairs))
+        for s in range(0, len(order), cfg.batch_size):
+            chosen = [pairs[k] for k in order[s:s + cfg.batch_size]]
+            clips = sorted({i for i, _ in chosen})
+            yield {
+                "feats": [torch.from_numpy(train.feats[i]) for i in clips],
+                "audio_ids": torch.tensor(clips),
+                "texts": [train.texts[i][c] for i, c in chosen],
+                "text_audio_ids": torch.tensor([i for i, _ in chosen]),
+            }
+
+    # -- loss (computed in DualEncoder.forward) ---------------------------------------------
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any], cfg: TarConfig,
+             epoch: int) -> torch.Tensor:
+        return outputs["loss"]
+
+    # -- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_split(self, model: DualEncoder, data: TarData, chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """``[n_captions, n_clips]`` scores and each caption's clip index (all 5 captions)."""
+        model.eval()
+        device = next(model.parameters()).device
+        frames, masks = [], []
+        for s in range(0, len(data), chunk):
+            f, m = model.encode_audio([torch.from_numpy(x).to(device) for x in data.feats[s:s + chunk]])
+            frames.append(f)
+            masks.append(m)
+        t_max = max(f.shape[1] for f in frames)
+        frames_t = torch.cat([F.pad(f, (0, 0, 0, t_max - f.shape[1])) for f in frames])
+        mask_t = torch.cat([F.pad(m, (0, t_max - m.shape[1])) for m in masks])
+        captions = [(i, t) for i, ts in enumerate(data.texts) for t in ts]
+        text = torch.cat([model.encode_text([t for _, t in captions[s:s + 64]]) for s in range(0, len(captions), 64)])
+        scores = model.scores(text, frames_t, mask_t, chunk=64)
+        return scores.float().cpu().numpy(), np.array([i for i, _ in captions])
+
+    def retrieval_metrics(self, model: DualEncoder, data: TarData) -> dict[str, float]:
+        scores, clip_of = self.score_split(model, data)
+        t2a = retrieval.single_relevant_metrics(retrieval.ranks_from_scores(scores, clip_of))
+        # audio->text: a clip's rank is that of its best-ranked caption (so R@k = "any of its
+        # captions in the top k", and mAP@10 is computed on that single best rank)
+        caption_ranks = np.empty_like(scores.T, dtype=np.int64)
+        order = np.argsort(-scores.T, axis=1, kind="stable")
+        np.put_along_axis(caption_ranks, order, np.arange(1, scores.shape[0] + 1)[None, :], axis=1)
+        best = np.array([caption_ranks[j, clip_of == j].min() for j in range(scores.shape[1])])
+        a2t = retrieval.single_relevant_metrics(best)
+        return {**{f"t2a/{k}": v for k, v in t2a.items()}, **{f"a2t/{k}": v for k, v in a2t.items()}}
+
+    def validate(self, model: nn.Module, val: TarData, cfg: TarConfig) -> dict[str, float]:
+        m = self.retrieval_metrics(model, val)  # type: ignore[arg-type]
+        return {"val/t2a/map10": m["t2a/map10"], "val/t2a/r1": m["t2a/r1"], "val/a2t/r1": m["a2t/r1"]}
+
+    def evaluate(self, model: nn.Module, test: TarData, cfg: TarConfig
+                 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+        trained = self.retrieval_metrics(model, test)  # type: ignore[arg-type]
+        zero_shot = self.retrieval_metrics(self.build_model(cfg, self.input_dim(test)), test)
+        metrics = {f"test/{k}": v for k, v in trained.items()}
+        metrics.update({f"test/zeroshot/{k}": v for k, v in zero_shot.items() if k.startswith("t2a/")})
+        rows = [("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("mAP@10", "map10")]
+        table = pd.DataFrame({
+            "Metric": [name for name, _ in rows],
+            "text->audio": [trained[f"t2a/{k}"] for _, k in rows],
+            "audio->text": [trained[f"a2t/{k}"] for _, k in rows],
+            "text->audio (untrained)": [zero_shot[f"t2a/{k}"] for _, k in rows],
+        })
+        return metrics, {"tar_results": table}, {}
+
+    def headline_metrics(self) -> list[str]:
+        return ["test/t2a/r1", "test/t2a/r5", "test/t2a/r10", "test/t2a/map10", "test/a2t/r1",
+                "test/zeroshot/t2a/map10"]
+
+    def table_groups(self) -> list[str]:
+        return ["tar_results"]
+
+
+def _global_ids(ids: torch.Tensor) -> torch.Tensor:
+    """Clip ids are worker-local indices; offset them by rank so they stay distinct when gathered."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return ids
+    rank = torch.distributed.get_rank()
+    return gather_no_grad(ids + rank * 10_000_000)
