@@ -27,6 +27,7 @@ from orchestrator.config import flatten
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+MAX_MODEL_ARTIFACT_BYTES = 50 * 2**20  # heads are copied into MLflow; whole fine-tuned encoders are not
 _INVALID = re.compile(r"[^\w\-. :/]")
 
 
@@ -184,8 +185,10 @@ class MlflowTrialCallback(tune.Callback):
         for fig in sorted((ckpt_dir / "figures").glob("*.png")):
             self.tracker.log_artifact(run_id, fig, "figures")
         model = ckpt_dir / "model.pt"
-        if model.exists():
+        if model.exists() and model.stat().st_size <= MAX_MODEL_ARTIFACT_BYTES:
             self.tracker.log_artifact(run_id, model, "model")
+        elif model.exists():  # fine-tuned encoders: keep the weights where Tune stored them
+            self.tracker.log_tags(run_id, {"model_checkpoint": str(model)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
