@@ -116,7 +116,7 @@ def summarise(results: Any, space: SearchSpace, wl: Any, tracker: SweepTracker, 
     show = ["trial_id", "status", "seed", *varied, space.metric, *headline]
     if "error" in trials:
         show.append("error")
-    with pd.option_context("display.max_columns", 30, "display.width", 200, "display.float_format", "{:.4f}".format):
+    with pd.option_context("display.max_columns", 30, "display.width", 200, "display.float_format", "{:.4g}".format):
         text = "\n".join(header) + "\n" + trials[[c for c in show if c in trials]].to_string(index=False)
         if not agg.empty and (group_cols or len(ok_trials) > 1):
             cols = [c for c in agg.columns if not c.startswith("test/") or c in headline]
