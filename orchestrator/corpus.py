@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -117,6 +118,32 @@ def fingerprint(table: pa.Table) -> str:
                 stat_cache[p] = (-1, -1)
         h.update(json.dumps([r, stat_cache[p]], sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def seeded_rng(*key: Any) -> np.random.Generator:
+    """A generator that depends only on ``key`` (stable across processes and Python versions,
+    unlike seeding from Python's salted ``hash``): what deterministic corpus synthesis needs."""
+    digest = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the packages a built corpus depends on (part of its build key)."""
+    from importlib import metadata
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "?"
+    return out
+
+
+def build_dir(root: Path, key: dict[str, Any]) -> Path:
+    """``root/<hash of key>``: one directory per distinct build, so a changed option, recipe
+    version or package version builds anew instead of reusing a stale corpus."""
+    return Path(root) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

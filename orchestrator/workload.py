@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import torch
 import yaml
 from pydantic import BaseModel
-
-import pyarrow as pa
 
 from orchestrator.cache import EmbeddingSet, table_to_embeddings
 from orchestrator.config import ConfigError

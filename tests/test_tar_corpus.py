@@ -14,7 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from orchestrator.corpus import SPLITS, CorpusRequest, ManifestError, build_corpus, read_manifest
+from orchestrator.corpus import (
+    SPLITS,
+    CorpusRequest,
+    ManifestError,
+    build_corpus,
+    read_manifest,
+    seeded_rng,
+)
 from workloads.tar import clotho, corpus_local  # noqa: F401  (registers the corpora)
 from workloads.tar.corpus_local import (
     ATTR_PATTERNS,
@@ -24,7 +31,6 @@ from workloads.tar.corpus_local import (
     SR,
     Event,
     render_event,
-    rng_for,
 )
 from workloads.tar.text import preprocess_caption
 
@@ -131,11 +137,11 @@ def test_rendered_attributes_are_audible():
         spec = np.abs(np.fft.rfft(x))
         return float(np.fft.rfftfreq(x.size, 1 / SR)[spec.argmax()])
 
-    low = render_event(Event("beep", {"loudness": "loud", "pitch": "low", "count": 1}), rng_for("t", 1))
-    high = render_event(Event("beep", {"loudness": "loud", "pitch": "high", "count": 1}), rng_for("t", 1))
+    low = render_event(Event("beep", {"loudness": "loud", "pitch": "low", "count": 1}), seeded_rng("t", 1))
+    high = render_event(Event("beep", {"loudness": "loud", "pitch": "high", "count": 1}), seeded_rng("t", 1))
     assert dominant_hz(low) < 700 < 1500 < dominant_hz(high)
     for direction in ("rising", "falling"):
-        x = render_event(Event("chirp", {"loudness": "loud", "direction": direction, "count": 1}), rng_for("t", 2))
+        x = render_event(Event("chirp", {"loudness": "loud", "direction": direction, "count": 1}), seeded_rng("t", 2))
         half = x.size // 2
         first, second = dominant_hz(x[:half]), dominant_hz(x[half:])
         assert (first < second) == (direction == "rising")

@@ -40,14 +40,12 @@ atomically, so its presence means the build finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +56,11 @@ import soxr
 from orchestrator.corpus import (
     CorpusRequest,
     ManifestError,
+    build_dir,
     manifest_table,
+    package_versions,
     register_corpus,
+    seeded_rng,
     write_manifest,
 )
 
@@ -98,12 +99,6 @@ def eligible_word(word: str) -> bool:
     return word.isalpha() and len(word) >= MIN_WORD_LETTERS
 
 
-def rng_for(*key: Any) -> np.random.Generator:
-    """A generator that depends only on ``key`` (stable across processes and Python versions)."""
-    digest = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
-
-
 def split_words(words_by_lang: dict[str, Sequence[str]], seed: int) -> dict[tuple[str, str], str]:
     """Assign every (language, word) to train/val/test, 60/20/20 of each language's unique words.
 
@@ -115,7 +110,7 @@ def split_words(words_by_lang: dict[str, Sequence[str]], seed: int) -> dict[tupl
     by_form: dict[str, str] = {}
     for lang in sorted(words_by_lang):
         words = sorted(set(words_by_lang[lang]))
-        order = rng_for("split", seed, lang).permutation(len(words))
+        order = seeded_rng("split", seed, lang).permutation(len(words))
         words = [words[i] for i in order]
         n = len(words)
         quota = {"train": round(n * 0.6), "val": round(n * 0.2)}
@@ -153,7 +148,7 @@ class Speaker:
 def speaker_pool(seed: int, n: int) -> list[Speaker]:
     """A fixed set of synthetic speakers per seed: clips share speakers across words, as FLEURS
     readers read many sentences, so speaker identity is a real nuisance factor to learn away."""
-    rng = rng_for("speakers", seed)
+    rng = seeded_rng("speakers", seed)
     pool: list[Speaker] = []
     seen: set[Speaker] = set()
     while len(pool) < n:
@@ -285,12 +280,12 @@ def _build_language(
     for word in candidate_words(lang, n_words):
         if len(words) == n_words:
             break
-        rng = rng_for("word", seed, lang, word)
+        rng = seeded_rng("word", seed, lang, word)
         k = n_clips(rng)
         speakers = [pool[i] for i in rng.choice(len(pool), size=min(k, len(pool)), replace=False)]
         clips = []
         for j, spk in enumerate(speakers):
-            audio = synth_clip(word, lang, spk, rng_for("clip", seed, lang, word, j))
+            audio = synth_clip(word, lang, spk, seeded_rng("clip", seed, lang, word, j))
             stats["synthesised"] += 1
             if len(audio) < MIN_DURATION_S * SR:
                 stats["too_short"] += 1
@@ -307,16 +302,6 @@ def _build_language(
     if len(words) < n_words:
         raise ManifestError(f"{lang}: only {len(words)} words pass the filters, {n_words} requested")
     return words
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("espeakng-loader", "wordfreq", "soxr", "soundfile", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "?"
-    return out
 
 
 def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -341,10 +326,9 @@ def build_local(req: CorpusRequest, languages: Sequence[str], multilingual: bool
     cfg = resolve_options(req.name, req.options)
     key = {
         "corpus": req.name, "languages": list(languages), **cfg,
-        "version": BUILD_VERSION, "pkgs": _versions(),
+        "version": BUILD_VERSION, "pkgs": package_versions(("espeakng-loader", "wordfreq", "soxr", "soundfile", "numpy")),
     }  # fmt: skip
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    out_dir = Path(req.work_dir) / req.name / digest
+    out_dir = build_dir(Path(req.work_dir) / req.name, key)
     manifest = out_dir / "manifest.parquet"
     if manifest.exists():
         return manifest

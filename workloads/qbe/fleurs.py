@@ -37,8 +37,6 @@ is left empty.
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import re
 import time
 from collections import defaultdict
@@ -53,8 +51,10 @@ import soundfile as sf
 from orchestrator.corpus import (
     CorpusRequest,
     ManifestError,
+    build_dir,
     manifest_table,
     register_corpus,
+    seeded_rng,
     write_manifest,
 )
 from workloads.qbe.corpus_local import (
@@ -63,7 +63,6 @@ from workloads.qbe.corpus_local import (
     MIN_SAMPLES_PER_WORD,
     eligible_word,
     normalize_word,
-    rng_for,
     split_words,
 )
 
@@ -289,13 +288,13 @@ def _select(
         if len(segs) < MIN_SAMPLES_PER_WORD:
             continue
         if len(segs) > MAX_SAMPLES_PER_WORD:
-            rng = rng_for("cap", seed, lang, word)
+            rng = seeded_rng("cap", seed, lang, word)
             idx = np.sort(rng.choice(len(segs), MAX_SAMPLES_PER_WORD, replace=False))
             segs = [segs[i] for i in idx]
         kept[word] = segs
     words = sorted(kept)
     if len(words) > n_words:
-        pick = rng_for("words", seed, lang).choice(len(words), n_words, replace=False)
+        pick = seeded_rng("words", seed, lang).choice(len(words), n_words, replace=False)
         words = sorted(words[i] for i in pick)
     return {w: kept[w] for w in words}
 
@@ -339,8 +338,7 @@ def build_fleurs(req: CorpusRequest, multilingual: bool) -> Path:
     sources = [d / f"{s}.tsv" for d, _, _ in inputs.values() for s in FLEURS_SPLITS]
     sources = [p for p in sources if p.exists()] + [p for *_, ps in inputs.values() for p in ps]
     key = {"corpus": req.name, **cfg, "inputs": _file_stats(sources)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    manifest = work / digest / "manifest.parquet"
+    manifest = build_dir(work, key) / "manifest.parquet"
     if manifest.exists():
         return manifest
 

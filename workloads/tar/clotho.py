@@ -45,8 +45,6 @@ it, so no item is dropped without a record.
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ import soundfile as sf
 from orchestrator.corpus import (
     CorpusRequest,
     ManifestError,
+    build_dir,
     manifest_table,
     register_corpus,
     write_manifest,
@@ -198,8 +197,7 @@ def build_tar_clotho(req: CorpusRequest) -> Path:
     csvs = [layout.captions_csv(s) for s in CLOTHO_SPLITS]
     key: dict[str, Any] = {"corpus": CORPUS_NAME, "layout": layout.name,
                            "inputs": _stats(csvs + [p for s in CLOTHO_SPLITS for p in paths[s]])}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    manifest = Path(req.work_dir) / CORPUS_NAME / digest / "manifest.parquet"
+    manifest = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
     if manifest.exists():
         return manifest
 

@@ -44,14 +44,12 @@ means the build finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +61,11 @@ from scipy.signal import butter, fftconvolve, sosfilt
 from orchestrator.corpus import (
     CorpusRequest,
     ManifestError,
+    build_dir,
     manifest_table,
+    package_versions,
     register_corpus,
+    seeded_rng,
     write_manifest,
 )
 from workloads.tar.text import preprocess_caption
@@ -134,12 +135,6 @@ ATTR_PATTERNS = {
 }
 COUNT_PATTERNS = {1: r"\bonce\b|\bsingle\b", 2: r"\btwice\b|\btwo\b", 3: r"\bthree\b", 4: r"\bfour\b",
                   5: r"\bfive\b", 6: r"\bsix\b"}  # fmt: skip
-
-
-def rng_for(*key: Any) -> np.random.Generator:
-    """A generator that depends only on ``key`` (stable across processes and Python versions)."""
-    digest = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
 @dataclass
@@ -412,7 +407,7 @@ def plan_and_render(clip_id: str, key: tuple[Any, ...], min_s: float, max_s: flo
     repetitions (the record and the captions state the count that was rendered). A sustained
     siren/hum/rain spans most of the clip under the others.
     """
-    rng = rng_for("scene", *key)
+    rng = seeded_rng("scene", *key)
     n = int(np.clip(round(rng.uniform(min_s, max_s) * SR), np.ceil(min_s * SR), np.floor(max_s * SR)))
     duration = n / SR
     background = str(rng.choice(BACKGROUNDS, p=BACKGROUND_P))
@@ -423,11 +418,11 @@ def plan_and_render(clip_id: str, key: tuple[Any, ...], min_s: float, max_s: flo
     if n_events >= 2 and any(k in SUSTAINABLE for k in kinds) and rng.random() < P_SUSTAINED:
         next(e for e in events if e.kind in SUSTAINABLE).sustained = True
 
-    mix = render_background(background, n, rng_for("background", *key))
+    mix = render_background(background, n, seeded_rng("background", *key))
     seq = [e for e in events if not e.sustained]
     slot = duration / len(seq)
     for j, ev in enumerate(events):
-        erng = rng_for("event", *key, j)
+        erng = seeded_rng("event", *key, j)
         if ev.sustained:
             ev.start = erng.uniform(0, 0.2 * duration)
             ev.end = erng.uniform(0.8 * duration, duration)
@@ -437,7 +432,7 @@ def plan_and_render(clip_id: str, key: tuple[Any, ...], min_s: float, max_s: flo
             audio = render_event(ev, erng, min(erng.uniform(1.5, 3.5), room) if ev.kind in _CONTINUOUS else None)
             while len(audio) > room * SR and ev.attrs.get("count", 1) > COUNT_RANGE.get(ev.kind, (1, 1))[0]:
                 ev.attrs["count"] -= 1
-                erng = rng_for("event", *key, j, ev.attrs["count"])
+                erng = seeded_rng("event", *key, j, ev.attrs["count"])
                 audio = render_event(ev, erng)
             if len(audio) > room * SR:  # only with a very short min_s: cut with a fade-out
                 audio = _fade(audio[: int(room * SR)], 20)
@@ -746,7 +741,7 @@ def make_captions(scene: Scene, key: tuple[Any, ...]) -> list[Caption]:
     """Five distinct (after preprocessing) captions of 8-20 words, each from its own sentence
     structure where the clip allows it. Each caption states a random subset of the attributes;
     captions 4 and 5 may leave out one quiet event when there are three."""
-    rng = rng_for("captions", *key)
+    rng = seeded_rng("captions", *key)
     ph = _Phraser(rng)
     lo, hi = CAPTION_WORDS
     quiet = [i for i, e in enumerate(scene.events) if e.attrs["loudness"] == "quiet"]
@@ -796,16 +791,6 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("espeakng-loader", "numpy", "scipy", "soxr", "soundfile"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "?"
-    return out
-
-
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options that define the corpus, defaults filled in; unknown keys and bad values are errors."""
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
@@ -831,9 +816,8 @@ def build_clip(split: str, index: int, cfg: dict[str, Any]) -> tuple[Scene, np.n
 def build_tar_local(req: CorpusRequest) -> Path:
     """Build (or find cached) the synthetic Clotho stand-in; returns the manifest path."""
     cfg = resolve_options(req.options)
-    key = {"corpus": CORPUS_NAME, **cfg, "version": BUILD_VERSION, "pkgs": _versions()}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    out_dir = Path(req.work_dir) / CORPUS_NAME / digest
+    key = {"corpus": CORPUS_NAME, **cfg, "version": BUILD_VERSION, "pkgs": package_versions(("espeakng-loader", "numpy", "scipy", "soxr", "soundfile"))}
+    out_dir = build_dir(Path(req.work_dir) / CORPUS_NAME, key)
     manifest = out_dir / "manifest.parquet"
     if manifest.exists():
         return manifest
