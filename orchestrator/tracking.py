@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -221,6 +220,3 @@ def failure_reason(trial: Any) -> str:
             return ln.split("TrialFailed:", 1)[1].strip()
     return lines[-1] if lines else "unknown error"
 
-
-def set_tracking_env(uri: str) -> None:
-    mlflow.set_tracking_uri(uri)

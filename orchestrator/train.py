@@ -14,7 +14,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,6 @@ class TrialContext:
     gpus_per_worker: float = 0.0
     max_epochs: int | None = None
     progress_bars: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
