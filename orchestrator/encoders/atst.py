@@ -47,6 +47,7 @@ from torch import nn
 from transformers.audio_utils import mel_filter_bank
 
 from orchestrator.encoders.base import AudioEncoder, EncoderUnavailableError, hash_files, register_encoder
+from orchestrator.encoders.vit import Block, init_linear_weights
 
 
 @dataclass(frozen=True)
@@ -102,47 +103,6 @@ class _PatchEmbed(nn.Module):
         return self.patch_embed(x.permute(0, 2, 1, 3).reshape(b, n, n_mels * self.patch_frames))
 
 
-class _Attention(nn.Module):
-    def __init__(self, cfg: ATSTConfig) -> None:
-        super().__init__()
-        self.num_heads = cfg.num_heads
-        self.dropout = cfg.dropout
-        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim, bias=cfg.qkv_bias)
-        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-        y = self.proj(y.transpose(1, 2).reshape(b, n, d))
-        return F.dropout(y, self.dropout, self.training)
-
-
-class _Mlp(nn.Module):
-    def __init__(self, cfg: ATSTConfig) -> None:
-        super().__init__()
-        self.dropout = cfg.dropout
-        self.fc1 = nn.Linear(cfg.embed_dim, cfg.mlp_hidden)
-        self.fc2 = nn.Linear(cfg.mlp_hidden, cfg.embed_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.dropout(F.gelu(self.fc1(x)), self.dropout, self.training)
-        return F.dropout(self.fc2(x), self.dropout, self.training)
-
-
-class _Block(nn.Module):
-    def __init__(self, cfg: ATSTConfig) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=cfg.ln_eps)
-        self.attn = _Attention(cfg)
-        self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=cfg.ln_eps)
-        self.mlp = _Mlp(cfg)
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), key_mask)
-        return x + self.mlp(self.norm2(x))
-
-
 class ATSTFrame(nn.Module):
     """ATST-Frame encoder: log-mel ``[B, n_mels, T]`` -> 40 ms frames ``[B, T', D]``.
 
@@ -160,7 +120,10 @@ class ATSTFrame(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.tokens_per_segment + 1, cfg.embed_dim))
         if cfg.n_prompt > 0:
             self.prompt_embed = nn.Parameter(torch.zeros(1, cfg.n_prompt, cfg.embed_dim))
-        self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(
+            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_hidden, cfg.qkv_bias, cfg.ln_eps, cfg.dropout)
+            for _ in range(cfg.depth)
+        )
         self.norm_frame = nn.LayerNorm(cfg.embed_dim, eps=cfg.ln_eps)
         self._init_weights()
 
@@ -168,11 +131,7 @@ class ATSTFrame(nn.Module):
         for p in (self.pos_embed, self.mask_embed, getattr(self, "prompt_embed", None)):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_linear_weights(self)
 
     @property
     def out_dim(self) -> int:
