@@ -94,3 +94,22 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     dist.all_gather(parts, y)
     out = torch.cat([p[:n] for p, n in zip(parts, sizes)], dim=0)
     return out.bool() if is_bool else out
+
+
+def gather_sequences_with_grad(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-gather padded sequences ``x`` ``[b, T, ...]`` and their mask ``[b, T]`` (True = real).
+
+    Workers' padded lengths T differ (each pads its own batch), so every worker first pads to the
+    world's longest T (padding is masked out), then gathers ``x`` with gradients and the mask
+    without. Identity without a process group.
+    """
+    world = _world()
+    if world == 1:
+        return x, mask
+    longest = torch.tensor([x.shape[1]], dtype=torch.long, device=x.device)
+    dist.all_reduce(longest, op=dist.ReduceOp.MAX)
+    missing = int(longest.item()) - x.shape[1]
+    if missing:
+        x = F.pad(x, [0, 0] * (x.dim() - 2) + [0, missing])
+        mask = F.pad(mask, (0, missing), value=False)
+    return gather_with_grad(x), gather_no_grad(mask)

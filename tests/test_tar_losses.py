@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from orchestrator.distributed import gather_no_grad, gather_with_grad
+from orchestrator.distributed import gather_no_grad, gather_sequences_with_grad, gather_with_grad
 from workloads.tar.losses import SIGMOID_PARAM_LR, SigmoidLoss, nt_xent, nt_xent_from_scores, positive_mask
 from workloads.tar.tap import TAP
 
@@ -142,6 +142,9 @@ def test_gather_is_identity_without_process_group():
     assert gather_with_grad(x) is x
     ids = torch.tensor([1, 2, 3])
     assert gather_no_grad(ids) is ids
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    frames = torch.randn(3, 4, 2)
+    assert all(a is b for a, b in zip(gather_sequences_with_grad(frames, mask), (frames, mask)))
 
 
 # ---- 2-process equivalence ---------------------------------------------------------------------
@@ -179,8 +182,9 @@ class _Model(nn.Module):
     def forward(self, xa, xt, frames, mask, ids, gather=gather_with_grad):
         ids_all = gather_no_grad(ids)
         text = gather(self.text_proj(xt))
-        if self.kind == "tap":
-            scores = self.tap.scores(text, gather(self.audio_proj(frames)), gather_no_grad(mask))
+        if self.kind == "tap":  # ranks' frames differ in padded length (see _inputs)
+            frames, mask = gather_sequences_with_grad(self.audio_proj(frames), mask)
+            scores = self.tap.scores(text, frames, mask)
             return nt_xent_from_scores(scores, ids_all, ids_all, tau=0.1)
         audio = gather(self.audio_proj(xa))
         if self.kind == "sigmoid":
@@ -191,8 +195,9 @@ class _Model(nn.Module):
 def _inputs(d, rows=slice(None)):
     xa = d["xa"][rows].clone().requires_grad_(True)
     xt = d["xt"][rows].clone().requires_grad_(True)
-    frames = d["frames"][rows]
-    mask = torch.arange(5)[None, :] < d["lengths"][rows][:, None]
+    t = int(d["lengths"][rows].max())  # each worker pads to its own longest clip: 5 vs 2 frames
+    frames = d["frames"][rows][:, :t]
+    mask = torch.arange(t)[None, :] < d["lengths"][rows][:, None]
     return xa, xt, frames, mask, d["ids"][rows]
 
 

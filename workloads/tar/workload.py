@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from orchestrator import retrieval
-from orchestrator.distributed import gather_no_grad, gather_with_grad
+from orchestrator.distributed import gather_no_grad, gather_sequences_with_grad, gather_with_grad
 from orchestrator.encoders.base import AudioEncoder, build_encoder
 from orchestrator.encoders.text import TextEncoder
 from orchestrator.workload import DataSpec, Workload
@@ -130,13 +130,13 @@ class DualEncoder(nn.Module):
         frames, mask = self.encode_audio(batch["feats"])
         text = self.encode_text(batch["texts"])
         audio_ids, text_ids = batch["audio_ids"].to(text.device), batch["text_audio_ids"].to(text.device)
-        if self.tap is None:  # mean pooling: gather across Train workers for the global batch
+        # gather across Train workers: the loss sees the global batch, whatever the worker count
+        audio_ids, text_ids, text = _global_ids(audio_ids), _global_ids(text_ids), gather_with_grad(text)
+        if self.tap is None:
             audio = gather_with_grad(self.mean_pool(frames, mask))
-            text = gather_with_grad(text)
-            audio_ids, text_ids = _global_ids(audio_ids), _global_ids(text_ids)
             scores = F.normalize(text, dim=-1) @ F.normalize(audio, dim=-1).T
-        else:  # TAP scores each (text, clip) pair from the clip's frames: the worker-local batch
-            scores = self.tap.scores(text, frames, mask)
+        else:  # TAP scores every (text, clip) pair from the clip's frames: gather the frames
+            scores = self.tap.scores(text, *gather_sequences_with_grad(frames, mask))
         if self.sigmoid is not None:
             loss = self.sigmoid.from_scores(scores, audio_ids, text_ids)
         else:
