@@ -46,7 +46,15 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.audio_utils import mel_filter_bank
 
-from orchestrator.encoders.base import AudioEncoder, EncoderUnavailableError, hash_files, register_encoder
+from orchestrator.encoders.base import (
+    AudioEncoder,
+    EncoderUnavailableError,
+    hash_files,
+    load_strict,
+    one_line,
+    read_checkpoint_tensors,
+    register_encoder,
+)
 from orchestrator.encoders.vit import Block, init_linear_weights
 
 
@@ -211,27 +219,6 @@ class ATSTFrame(nn.Module):
 _PREFIXES = ("model.teacher.encoder.", "encoder.encoder.")  # official pretraining ckpt, fine-tuned ckpt
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise EncoderUnavailableError(f"ATST-Frame checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError for non-tensor objects, RuntimeError for corrupt zips
-        raise EncoderUnavailableError(
-            f"cannot read ATST-Frame checkpoint {path} with torch.load(weights_only=True): {_one_line(e)}"
-            " (re-save its state_dict with plain tensors)"
-        ) from None
-    sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
-    if not isinstance(sd, Mapping):
-        raise EncoderUnavailableError(f"ATST-Frame checkpoint {path} holds no state_dict")
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-
-
 def _encoder_state(sd: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     """The teacher encoder's tensors under ``FrameAST`` names."""
     for prefix in _PREFIXES:
@@ -286,17 +273,13 @@ def load_atst_checkpoint(
     ``weights_only=True``, or does not match the architecture.
     """
     path = Path(path).expanduser()
-    sd = _encoder_state(_read_state_dict(path), path)
+    sd = _encoder_state(read_checkpoint_tensors(path, "ATST-Frame"), path)
     try:
         cfg = config_from_state_dict(sd, num_heads=num_heads, output_blocks=output_blocks, dropout=dropout)
     except (KeyError, ValueError) as e:
-        raise EncoderUnavailableError(f"{path} does not look like ATST-Frame: {_one_line(e)}") from None
+        raise EncoderUnavailableError(f"{path} does not look like ATST-Frame: {one_line(e)}") from None
     model = ATSTFrame(cfg)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise EncoderUnavailableError(
-            f"{path} does not match ATST-Frame {asdict(cfg)}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    load_strict(model, sd, path, f"ATST-Frame {asdict(cfg)}")
     return model.eval()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,47 @@ class AudioEncoder(ABC):
     def to(self, device: str | torch.device) -> "AudioEncoder":
         self.device = torch.device(device)
         return self
+
+
+def one_line(err: BaseException) -> str:
+    """First line of an exception's message (for one-line user errors)."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def read_checkpoint_tensors(path: Path, what: str, hint: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file's state dict, read with ``torch.load(weights_only=True)``.
+
+    Accepts a bare state dict or one wrapped under ``state_dict`` (Lightning) or ``model``; raises
+    :class:`EncoderUnavailableError` (one line naming ``what`` and the file) when the file is
+    missing, needs arbitrary unpickling, or holds no state dict. ``hint`` follows "not found".
+    """
+    if not path.is_file():
+        raise EncoderUnavailableError(f"{what} checkpoint not found: {path}{hint}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle.UnpicklingError for non-tensor objects, RuntimeError for corrupt zips
+        raise EncoderUnavailableError(
+            f"cannot read {what} checkpoint {path} with torch.load(weights_only=True): {one_line(e)}"
+            " (re-save its state_dict with plain tensors)"
+        ) from None
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise EncoderUnavailableError(f"{what} checkpoint {path} holds no state_dict")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def load_strict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+    """Load every tensor of ``model`` from ``sd`` and nothing else, or fail in one line."""
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise EncoderUnavailableError(
+            f"{path} does not match {what}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
 
 
 def hash_files(paths: Iterable[Path]) -> str:

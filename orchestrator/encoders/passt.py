@@ -50,6 +50,9 @@ from orchestrator.encoders.base import (
     AudioEncoder,
     EncoderUnavailableError,
     hash_files,
+    load_strict,
+    one_line,
+    read_checkpoint_tensors,
     register_encoder,
 )
 from orchestrator.encoders.vit import Block, init_linear_weights
@@ -200,29 +203,8 @@ _PREFIXES = ("net.", "model.net.", "module.")
 _IGNORED = ("head.", "head_dist.")  # AudioSet classifier heads: not part of the encoder
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise EncoderUnavailableError(f"PaSST checkpoint not found: {path} (the released PaSST-S: {RELEASE_URL})")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError for non-tensor objects, RuntimeError for corrupt zips
-        raise EncoderUnavailableError(
-            f"cannot read PaSST checkpoint {path} with torch.load(weights_only=True): {_one_line(e)}"
-            " (re-save its state_dict with plain tensors)"
-        ) from None
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping):
-        raise EncoderUnavailableError(f"PaSST checkpoint {path} holds no state_dict")
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    sd = read_checkpoint_tensors(path, "PaSST", hint=f" (the released PaSST-S: {RELEASE_URL})")
     for prefix in _PREFIXES:
         if any(k.startswith(prefix + "cls_token") for k in sd):
             sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
@@ -271,13 +253,9 @@ def load_passt_checkpoint(path: str | Path, output: Output = "clip_tokens", num_
         cfg = config_from_state_dict(sd, num_heads=num_heads, fstride=fstride, tstride=tstride,
                                      output=output, dropout=dropout)
     except (KeyError, ValueError) as e:
-        raise EncoderUnavailableError(f"{path} does not look like PaSST: {_one_line(e)}") from None
+        raise EncoderUnavailableError(f"{path} does not look like PaSST: {one_line(e)}") from None
     model = PaSST(cfg)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise EncoderUnavailableError(
-            f"{path} does not match PaSST {asdict(cfg)}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    load_strict(model, sd, path, f"PaSST {asdict(cfg)}")
     return model.eval()
 
 
