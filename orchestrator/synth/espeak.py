@@ -186,6 +186,15 @@ class Espeak:
                 cls._instance = cls()
             return cls._instance
 
+    @classmethod
+    def for_corpus(cls, corpus: str) -> Espeak:
+        """The shared engine, warning once per corpus build when its output cannot be byte-identical
+        across runs (so a user comparing corpus fingerprints knows why they differ)."""
+        engine = cls.get()
+        if not engine.reproducible:
+            print(f"[{corpus}] warning: libespeak-ng has no symbol table; clips are not byte-reproducible")
+        return engine
+
     def _on_synth(self, wav, n: int, events) -> int:  # type: ignore[no-untyped-def]
         if n > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())

@@ -335,8 +335,7 @@ def build_local(req: CorpusRequest, languages: Sequence[str], multilingual: bool
 
     from orchestrator.synth.espeak import Espeak
 
-    if not Espeak.get().reproducible:
-        print(f"[{req.name}] warning: libespeak-ng has no symbol table; clips are not byte-reproducible")
+    Espeak.for_corpus(req.name)
     t0 = time.perf_counter()
     stats = {"synthesised": 0, "too_short": 0, "words_dropped": 0}
     pool = speaker_pool(cfg["seed"], cfg["n_speakers"])

@@ -824,8 +824,7 @@ def build_tar_local(req: CorpusRequest) -> Path:
 
     from orchestrator.synth.espeak import Espeak
 
-    if not Espeak.get().reproducible:
-        print(f"[{CORPUS_NAME}] warning: libespeak-ng has no symbol table; clips are not byte-reproducible")
+    Espeak.for_corpus(CORPUS_NAME)
     t0 = time.perf_counter()
     rows, record, off_length = [], {}, 0
     for split, opt in SPLIT_OPTIONS:
