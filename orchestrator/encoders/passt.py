@@ -129,8 +129,9 @@ class PaSST(nn.Module):
             for _ in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(d, eps=cfg.ln_eps)
-        for p in self.parameters():
-            if p.dim() > 1 and p is not self.patch_embed.proj.weight:
+        for p in (self.cls_token, getattr(self, "dist_token", None), self.new_pos_embed,
+                  self.freq_new_pos_embed, self.time_new_pos_embed):
+            if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
         init_linear_weights(self)
 
