@@ -32,6 +32,10 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("label", pa.string(), nullable=False),  # class: word, speaker, clip id, ...
         pa.field("speaker", pa.string(), nullable=True),
         pa.field("language", pa.string(), nullable=True),
+        # JSON object of per-item metadata a workload may need (speaker attributes, topic category,
+        # translations of the texts: {"translations": {"de": [...]}}); text views can read lists
+        # of strings from it by a dotted path (see ``orchestrator.views``)
+        pa.field("meta", pa.string(), nullable=True),
     ]
 )
 REQUIRED_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if not f.nullable)
