@@ -6,84 +6,76 @@ paper means adding a package under ``workloads/`` and one entry point, never edi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
-import yaml
 from pydantic import BaseModel
 
 from orchestrator.cache import EmbeddingSet, table_to_embeddings
-from orchestrator.config import ConfigError
+from orchestrator.registry import Profile, WorkloadInfo, load_workload
+from orchestrator.views import DataSpec, ViewSpec
 
-ENTRY_POINT_GROUP = "orchestrator.workloads"
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What to extract for a trial: one corpus through one encoder."""
-
-    corpus: str
-    encoder: str
-    corpus_options: dict[str, Any] = field(default_factory=dict)
-    encoder_params: dict[str, Any] = field(default_factory=dict)
-    level: str = "pooled"  # "pooled" embeddings (frozen) or encoder input "features" (finetune)
-
-    def key(self) -> str:
-        blob = json.dumps([self.corpus, self.corpus_options, self.encoder, self.encoder_params, self.level],
-                          sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A profile file's entry: config overrides plus the declared substitutions of paper parts."""
-
-    name: str
-    description: str
-    config: dict[str, Any]
-    substitutions: dict[str, str]
-    shortened: dict[str, str]
+__all__ = ["DataSpec", "ViewSpec", "Profile", "Workload", "WorkloadInfo", "load_workload"]
 
 
 class Workload(ABC):
-    name: str
-    config_cls: type[BaseModel]
-    regime: Literal["frozen", "finetune"]
-    # config fields that decide which data is extracted (enumerated before the sweep starts)
-    data_fields: tuple[str, ...] = ()
-    profiles_file: Path
+    """A paper as a recipe; its light facts (name, config class, profiles, field roles) live in
+    ``info`` so the CLI can validate without importing this (see ``orchestrator.registry``)."""
 
-    # -- configuration ---------------------------------------------------------------------------
+    info: WorkloadInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def config_cls(self) -> type[BaseModel]:
+        return self.info.config_cls
+
+    @property
+    def regime(self) -> str:
+        return self.info.regime
+
+    @property
+    def data_fields(self) -> tuple[str, ...]:
+        return self.info.data_fields
+
+    @property
+    def inference_fields(self) -> tuple[str, ...]:
+        return self.info.inference_fields
+
     def profile(self, name: str) -> Profile:
-        raw = yaml.safe_load(self.profiles_file.read_text())
-        if name not in raw:
-            raise ConfigError(f"workload {self.name!r} has no profile {name!r}; known: {sorted(raw)}")
-        p = raw[name] or {}
-        return Profile(name, p.get("description", ""), p.get("config", {}) or {},
-                       p.get("substitutions", {}) or {}, p.get("shortened", {}) or {})
+        return self.info.profile(name)
 
     @abstractmethod
-    def data_spec(self, cfg: Any, profile: str) -> DataSpec: ...
+    def data_spec(self, cfg: Any, profile: str) -> DataSpec:
+        """The corpus and the named views a trial with ``cfg`` trains and evaluates on."""
 
     # -- model and training ----------------------------------------------------------------------
     @abstractmethod
     def build_model(self, cfg: Any, in_dim: int) -> torch.nn.Module: ...
 
     def to_data(self, table: pa.Table) -> Any:
-        """A split's cached rows (Arrow, with ``texts`` joined) -> what this workload trains on."""
-        return table_to_embeddings(table)
+        """A split's joined rows (``orchestrator.views.read_joined``: manifest columns plus one
+        column group per view) -> what this workload trains on. The default reads a single pooled
+        audio view named ``audio``."""
+        return table_to_embeddings(table, "audio")
 
     def input_dim(self, data: Any) -> int:
         return int(data.X.shape[1])
+
+    # Ray Train splits the training rows evenly across workers, unless the workload keeps groups
+    # together itself (QbE mines triplets within a shard: a word split across workers loses
+    # positives): then every worker receives all rows and keeps ``shard_train``'s part.
+    splits_train_itself: bool = False
+
+    def shard_train(self, train: Any, rank: int, world_size: int) -> Any:
+        """This worker's part of the training data (only called when ``splits_train_itself``)."""
+        return train
 
     @abstractmethod
     def configure_optimizer(self, model: torch.nn.Module, cfg: Any, train: Any
@@ -126,11 +118,3 @@ class Workload(ABC):
     def table_groups(self) -> list[str]:
         """Tables worth aggregating over seeds on the parent run (mean ± std)."""
         return []
-
-
-def load_workload(name: str) -> Workload:
-    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if name not in eps:
-        raise ConfigError(f"unknown workload {name!r}; installed: {sorted(eps)} (is the project pip-installed?)")
-    cls = eps[name].load()
-    return cls()
