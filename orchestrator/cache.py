@@ -95,20 +95,23 @@ class EmbeddingSet:
         return len(self.ids)
 
 
-def table_to_embeddings(table: pa.Table) -> EmbeddingSet:
-    col = table.column("embedding").combine_chunks()
+def table_to_embeddings(table: pa.Table, column: str = "embedding") -> EmbeddingSet:
+    """A joined split table (``orchestrator.views.read_joined``) -> the pooled vectors of one
+    audio view (``column`` = the view's name), with the manifest's ids and labels."""
+    col = table.column(column).combine_chunks()
     dim = col.type.list_size
     X = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)  # writable copy
     return EmbeddingSet(ids=table.column("id").to_pylist(), labels=table.column("label").to_pylist(), X=X)
 
 
-def load_embeddings(cache_dir: Path, split: str | None = None) -> EmbeddingSet:
-    """Read a complete cache entry (all shards), optionally one split, ordered by id."""
+def load_embeddings(cache_dir: Path, split: str | None = None, manifest: Path | None = None) -> EmbeddingSet:
+    """A complete audio cache entry joined with its manifest (by default the one it was extracted
+    from), optionally one split, ordered by id."""
+    from orchestrator.views import read_joined
+
     cache_dir = Path(cache_dir)
     if not (cache_dir / META).exists():
         raise FileNotFoundError(f"embedding cache {cache_dir} is incomplete (no {META})")
-    table = pq.read_table(sorted(cache_dir.glob("part-*.parquet")))
-    if split is not None:
-        table = table.filter(pa.compute.equal(table.column("split"), split))
-    table = table.sort_by("id")
-    return table_to_embeddings(table)
+    manifest = manifest or Path(json.loads((cache_dir / META).read_text())["manifest"])
+    table, _ = read_joined(manifest, {"v": cache_dir}, (split,) if split else ("train", "val", "test"))
+    return table_to_embeddings(table, "v")

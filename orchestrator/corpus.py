@@ -102,25 +102,85 @@ def read_manifest(path: Path) -> pa.Table:
     return table.set_column(table.schema.get_field_index("audio_path"), "audio_path", pa.array(paths))
 
 
-def fingerprint(table: pa.Table) -> str:
-    """Content fingerprint of a corpus: the manifest rows plus each file's size and mtime.
+class FileHashMemo:
+    """Content hashes of audio files, remembered by (path, size, mtime) in a small sqlite file.
 
-    Hashing every audio byte would cost as much as decoding the corpus; size+mtime catches
-    replaced or regenerated files at stat() cost. Deterministic synthesis writes files once, so
-    its fingerprint is stable across runs.
+    The corpus fingerprint must depend on what the files contain, not on where or when they were
+    written (a cache shared by users or nodes, a corpus rebuilt byte-identically or copied
+    elsewhere must hit). Hashing every byte on every run would cost a read of the corpus, so a
+    file whose path, size and mtime are unchanged reuses its hash; a copied or touched file is
+    re-read once, and since its bytes are the same, so is the fingerprint.
     """
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path else None
+        self._db: Any = None
+
+    def _conn(self) -> Any:
+        if self._db is None and self.path is not None:
+            import sqlite3
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=60)
+            self._db.execute("CREATE TABLE IF NOT EXISTS h (path TEXT PRIMARY KEY, size INT, mtime INT, sha TEXT)")
+        return self._db
+
+    def digest(self, path: str) -> str:
+        """sha256 of the file's bytes; ``missing`` when it cannot be read (extraction reports it)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "missing"
+        db = self._conn()
+        if db is not None:
+            row = db.execute("SELECT size, mtime, sha FROM h WHERE path = ?", (path,)).fetchone()
+            if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+                return str(row[2])
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return "missing"
+        sha = h.hexdigest()
+        if db is not None:
+            db.execute("INSERT OR REPLACE INTO h VALUES (?, ?, ?, ?)", (path, st.st_size, st.st_mtime_ns, sha))
+        return sha
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.commit()
+            self._db.close()
+            self._db = None
+
+
+def audio_fingerprint(table: pa.Table, memo: FileHashMemo | None = None) -> str:
+    """Content fingerprint of a corpus' audio: item ids, segment bounds and each file's bytes.
+
+    Not the paths, not modification times, not texts, labels or splits: an audio view's
+    embeddings depend on none of those, so editing a caption or re-splitting reuses them.
+    """
+    memo = memo or FileHashMemo(None)
     h = hashlib.sha256()
-    rows = table.select(["id", "split", "audio_path", "offset", "duration", "label"]).to_pylist()
-    stat_cache: dict[str, tuple[int, int]] = {}
-    for r in sorted(rows, key=lambda r: r["id"]):
-        p = r["audio_path"]
-        if p not in stat_cache:
-            try:
-                st = os.stat(p)
-                stat_cache[p] = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                stat_cache[p] = (-1, -1)
-        h.update(json.dumps([r, stat_cache[p]], sort_keys=True, default=str).encode())
+    digests: dict[str, str] = {}
+    rows = table.select(["id", "audio_path", "offset", "duration"]).to_pylist()
+    try:
+        for r in sorted(rows, key=lambda r: r["id"]):
+            p = r["audio_path"]
+            if p not in digests:
+                digests[p] = memo.digest(p)
+            h.update(json.dumps([r["id"], r["offset"], r["duration"], digests[p]]).encode())
+    finally:
+        memo.close()
+    return h.hexdigest()[:16]
+
+
+def text_fingerprint(items: list[tuple[str, list[str]]]) -> str:
+    """Content fingerprint of a text view: each item id with the texts it embeds, in order."""
+    h = hashlib.sha256()
+    for item_id, texts in sorted(items):
+        h.update(json.dumps([item_id, texts], ensure_ascii=False).encode())
     return h.hexdigest()[:16]
 
 

@@ -1,3 +1,21 @@
 """Built-in encoders; importing this package registers them (see ``base.build_encoder``)."""
 
-from orchestrator.encoders import atst, logmel, passt, wav2vec2, whisper_ct2  # noqa: F401
+from transformers.utils import logging as _hf_logging
+
+# transformers draws a "Loading weights" bar per model load: one per extraction actor and trial
+_hf_logging.disable_progress_bar()
+
+from orchestrator.encoders import (  # noqa: E402, F401
+    asr,
+    atst,
+    cnn14,
+    ecapa,
+    ge2e,
+    logmel,
+    multilingual_text,
+    passt,
+    spectrogram_cnn,
+    text,
+    wav2vec2,
+    whisper_ct2,
+)

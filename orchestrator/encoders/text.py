@@ -14,6 +14,7 @@ card prescribes (``mean``, ``cls`` or ``pooler``), ``minilm`` is ``hf`` on the w
 
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -180,6 +181,19 @@ class HFTextEncoder(FrozenTextEncoder):
         # BART/T5-style models: the text embedding is the encoder's output
         self.net = net.get_encoder() if getattr(net.config, "is_encoder_decoder", False) else net
         self.net.eval()
+        # pool_hidden treats any unknown name as "mean": an unchecked typo ("max") would run mean
+        # pooling under a cache key that says otherwise
+        if pooling not in ("mean", "cls", "pooler"):
+            raise ValueError(f"pooling must be 'mean', 'cls' or 'pooler', got {pooling!r}")
+        if pooling == "pooler" and getattr(self.net, "pooler", None) is None:
+            raise EncoderUnavailableError(
+                f"text model {self.model_name!r} has no pooler head; use pooling 'mean' or 'cls'")
+        # Only pass what forward() names: a tokenizer borrowed from another family (a BERT tokenizer
+        # saved beside a BART model) adds token_type_ids, which encoders without segments must not get.
+        named = inspect.signature(self.net.forward).parameters
+        self._inputs: set[str] | None = {k for k in ("input_ids", "attention_mask", "token_type_ids") if k in named}
+        if "input_ids" not in self._inputs:  # a forward(**kwargs) wrapper: it names nothing, pass everything
+            self._inputs = None
         self.path, self.pooling, self.max_tokens = path, pooling, int(max_tokens)
         self.prefix, self.normalize, self.batch_size = prefix, bool(normalize), int(batch_size)
         self.encoder_id = f"text:{self.model_name}"
@@ -207,7 +221,7 @@ class HFTextEncoder(FrozenTextEncoder):
             chunk = [self.prefix + t for t in texts[s:s + self.batch_size]]
             tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens,
                                  return_tensors="pt").to(self.device)
-            res = self.net(**tok)
+            res = self.net(**{k: v for k, v in tok.items() if self._inputs is None or k in self._inputs})
             z = pool_hidden(res.last_hidden_state, tok["attention_mask"], self.pooling,
                             getattr(res, "pooler_output", None))
             if self.normalize:
