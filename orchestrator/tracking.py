@@ -21,12 +21,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from orchestrator import storage
 from orchestrator.config import flatten
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-MAX_MODEL_ARTIFACT_BYTES = 50 * 2**20  # heads are copied into MLflow; whole fine-tuned encoders are not
 _INVALID = re.compile(r"[^\w\-. :/]")
 
 
@@ -54,7 +54,7 @@ def artifact_root_for(tracking_uri: str) -> str | None:
 class SweepTracker:
     """Owns the MLflow client and the parent run; creates and finishes child runs."""
 
-    def __init__(self, tracking_uri: str, experiment: str, state_file: Path):
+    def __init__(self, tracking_uri: str, experiment: str, state_file: str):
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(parents=True, exist_ok=True)
         self.uri = tracking_uri
@@ -62,8 +62,11 @@ class SweepTracker:
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
             experiment, artifact_location=artifact_root_for(tracking_uri))
-        self.state_file = state_file
-        self.state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {"children": {}}
+        self.state_file = state_file  # a path or URI beside the Tune experiment (see orchestrator.storage)
+        self.state: dict[str, Any] = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        return json.loads(storage.read_text(self.state_file)) if storage.exists(self.state_file) else {"children": {}}
 
     # -- parent ------------------------------------------------------------------------------
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
@@ -84,14 +87,17 @@ class SweepTracker:
     def __setstate__(self, d: dict[str, Any]) -> None:
         self.__dict__.update(d)
         self.client = MlflowClient(self.uri)
-        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {"children": {}}
+        self.state = self._load()
 
     @property
     def parent_id(self) -> str:
         return self.state["parent"]
 
     def finish_parent(self, status: str = "FINISHED") -> None:
+        """FINISHED, FAILED or KILLED (interrupted: ``--resume`` continues it)."""
         self.client.set_terminated(self.parent_id, status=status)
+        self.state["status"] = status
+        self._save()
 
     # -- children ----------------------------------------------------------------------------
     def child_for(self, trial_id: str, config: dict[str, Any], tags: dict[str, str]) -> str:
@@ -130,8 +136,7 @@ class SweepTracker:
             self.client.log_batch(run_id, params=ps[i:i + 90])
 
     def _save(self) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(self.state, indent=2))
+        storage.write_text(self.state_file, json.dumps(self.state, indent=2))
 
 
 def _now_ms() -> int:
@@ -148,30 +153,67 @@ def read_table_json(path: Path) -> pd.DataFrame:
 class MlflowTrialCallback(tune.Callback):
     """Mirrors Tune trials into child runs: params at start, validation metrics per report
     (step = epoch), and at the end test metrics, result tables and figures from the trial's final
-    checkpoint. Failed trials are marked FAILED with the reason as a tag."""
+    checkpoint. Failed trials are marked FAILED with the reason as a tag.
 
-    def __init__(self, tracker: SweepTracker, child_tags: dict[str, str], on_stopped: Any = None):
+    It also keeps each trial's outcome in the tracker's state (``tracking.json``: status, config,
+    final metrics, where its artifacts are), which is what the sweep's result table is built
+    from, including trials an interrupted sweep never finished."""
+
+    def __init__(self, tracker: SweepTracker, child_tags: dict[str, str], on_stopped: Any = None,
+                 tags_for: Any = None, metric: str = "", state_key: str = "trials", console: Any = None):
         self.tracker = tracker
         self.child_tags = child_tags
-        self.on_stopped = on_stopped  # callable(trial, last_train_checkpoint) -> artifacts dir | None
+        self.on_stopped = on_stopped  # callable(trial, last_train_checkpoint) -> (metrics, artifacts dir)
+        self.tags_for = tags_for  # callable(trial config) -> per-trial tags (data join counts, source run)
+        self.metric = metric
+        self.state_key = state_key  # where outcomes go in tracking.json ("trials"; source trainings apart)
+        self.console = console  # orchestrator.console.ConsolePrinter: one line per trial start and end
         self.last_ckpt: dict[str, str] = {}
         self.finalised: set[str] = set()
 
+    def _child(self, trial: Any) -> str:
+        if trial.trial_id in self.tracker.state["children"]:
+            return self.tracker.state["children"][trial.trial_id]
+        extra = self.tags_for(trial.config) if self.tags_for else {}
+        return self.tracker.child_for(trial.trial_id, trial.config, {**self.child_tags, **extra})
+
+    def _record(self, trial: Any, **fields: Any) -> dict[str, Any]:
+        """Update the trial's outcome in the run record; trials are numbered 1, 2, ... as they
+        first appear (what the console and the result table call them)."""
+        records = self.tracker.state.setdefault(self.state_key, {})
+        rec = records.setdefault(trial.trial_id, {"number": len(records) + 1})
+        if "metrics" in fields:
+            fields["metrics"] = {**rec.get("metrics", {}), **fields["metrics"]}
+        rec.update(fields, config=dict(trial.config or {}), run_id=self.tracker.state["children"].get(trial.trial_id))
+        self.tracker._save()
+        return rec
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+        self._child(trial)
+        rec = self._record(trial, status="running")
+        if self.console:
+            self.console.start(rec["number"], trial.trial_id, rec["config"])
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        run_id = self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+        run_id = self._child(trial)
         if result.get("checkpoint_path"):
             self.last_ckpt[trial.trial_id] = result["checkpoint_path"]
         if result.get("final"):
             ckpt_dir = Path(trial.path) / result["checkpoint_dir_name"] if result.get("checkpoint_dir_name") else None
-            self._log_final(run_id, {k: v for k, v in result.items() if k.startswith("test/")}, ckpt_dir, result)
+            if result.get("eval_only"):  # evaluation trials report validation once, with the test
+                self.tracker.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("val/")})
+            final = {k: v for k, v in result.items() if k.startswith(("test/", "data/", "val/", "best/"))}
+            self._log_final(run_id, {k: v for k, v in final.items() if k.startswith(("test/", "data/"))},
+                            ckpt_dir, result)
             self.finalised.add(trial.trial_id)
+            self._record(trial, metrics=_plain(final), artifacts=str(ckpt_dir) if ckpt_dir else None)
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         self.tracker.log_metrics(run_id, {k: v for k, v in result.items()
                                           if k.startswith(("val/", "train/", "best/"))}, step=step)
+        self._record(trial, metrics=_plain({k: v for k, v in result.items() if k.startswith("best/")}))
+        if self.console:
+            self.console.status(self.tracker.state.get(self.state_key, {}))
 
     def _log_final(self, run_id: str, metrics: dict[str, Any], ckpt_dir: Path | None, result: dict) -> None:
         self.tracker.log_metrics(run_id, metrics)
@@ -183,31 +225,53 @@ class MlflowTrialCallback(tune.Callback):
             self.tracker.log_table(run_id, table.stem, read_table_json(table))
         for fig in sorted((ckpt_dir / "figures").glob("*.png")):
             self.tracker.log_artifact(run_id, fig, "figures")
+        if (ckpt_dir / "config.json").exists():  # what --from-run rebuilds the model from
+            self.tracker.log_artifact(run_id, ckpt_dir / "config.json")
         model = ckpt_dir / "model.pt"
-        if model.exists() and model.stat().st_size <= MAX_MODEL_ARTIFACT_BYTES:
+        if model.exists():
             self.tracker.log_artifact(run_id, model, "model")
-        elif model.exists():  # fine-tuned encoders: keep the weights where Tune stored them
-            self.tracker.log_tags(run_id, {"model_checkpoint": str(model)})
+        elif (ckpt_dir / "model_checkpoint.txt").exists():  # fine-tuned encoders stay in Train storage
+            self.tracker.log_tags(run_id, {"model_checkpoint": (ckpt_dir / "model_checkpoint.txt").read_text()})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+        run_id = self._child(trial)
+        status = "ok"
         if trial.trial_id not in self.finalised:
             # stopped early by the scheduler: evaluate its best checkpoint so far on the driver
             self.tracker.log_tags(run_id, {"stopped_early": "true"})
+            status = "stopped-early"
             ckpt = self.last_ckpt.get(trial.trial_id)
             if self.on_stopped and ckpt:
                 metrics, art = self.on_stopped(trial, ckpt)
-                trial.run_metadata.last_result.update(metrics)
                 self._log_final(run_id, metrics, art, {})
                 self.finalised.add(trial.trial_id)
+                self._record(trial, metrics=_plain(metrics), artifacts=str(art))
+        rec = self._record(trial, status=status)
         self.tracker.finish(run_id, "FINISHED")
+        if self.console:
+            self.console.end(rec["number"], trial.trial_id, status, rec.get("metrics", {}).get(f"best/{self.metric}"))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.tracker.child_for(trial.trial_id, trial.config, self.child_tags)
+        run_id = self._child(trial)
         reason = failure_reason(trial)
         self.tracker.log_tags(run_id, {"failure_reason": reason})
         self.tracker.finish(run_id, "FAILED")
-        log.warning("trial %s failed: %s", trial.trial_id, reason)
+        rec = self._record(trial, status="failed", error=reason)
+        if self.console:
+            self.console.failed(rec["number"], trial.trial_id, reason)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Trials an interrupted sweep did not finish stay 'pending' (``--resume`` runs them)."""
+        for trial in trials:
+            rec = self.tracker.state.get(self.state_key, {}).get(trial.trial_id)
+            if rec is None or rec.get("status") == "running":
+                self._record(trial, status="pending")
+                if trial.trial_id in self.tracker.state["children"]:
+                    self.tracker.finish(self.tracker.state["children"][trial.trial_id], "KILLED")
+
+
+def _plain(d: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in d.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def failure_reason(trial: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
-from orchestrator.corpus import read_manifest
+from orchestrator.views import JoinReport, read_joined
 from orchestrator.workload import Workload, load_workload
 
 MODEL_FILE = "model.pt"
+MAX_MODEL_COPY_BYTES = 50 * 2**20  # heads travel with the trial's artifacts into MLflow; fine-tuned encoders do not
 
 
 class TrialFailed(RuntimeError):
@@ -42,7 +43,8 @@ class TrialContext:
     profile: str
     metric: str
     mode: str
-    data: dict[str, str]  # DataSpec.key() -> cache dir
+    data: dict[str, str]  # DataSpec.view_key(view) -> the view's cache dir
+    manifests: dict[str, str]  # DataSpec.corpus_key() -> manifest path
     storage_path: str
     train_workers: int = 1
     cpus_per_worker: float = 1.0
@@ -62,20 +64,15 @@ def _materialise(it: Any, wl: Workload) -> Any:
     return wl.to_data(pa.concat_tables(tables).sort_by("id"))
 
 
-def read_split_table(cache_dir: Path, splits: tuple[str, ...]) -> pa.Table:
-    """The cached rows of some splits, with the manifest's ``texts`` joined on ``id``.
+def trial_tables(wl: Workload, cfg: Any, ctx: TrialContext, splits: tuple[str, ...]) -> tuple[pa.Table, JoinReport]:
+    """The views of ``cfg`` joined on item id for some splits (see ``orchestrator.views``)."""
+    spec = wl.data_spec(cfg, ctx.profile)
+    views = {name: ctx.data[spec.view_key(name)] for name in spec.views}
+    return read_joined(ctx.manifests[spec.corpus_key()], views, splits)
 
-    Texts are not encoder outputs, so they are not part of the cache key; reading them from the
-    manifest at trial time means edited captions are always the ones trained on.
-    """
-    meta = json.loads((cache_dir / "meta.json").read_text())
-    table = pq.read_table(sorted(cache_dir.glob("part-*.parquet")))
-    mask = pc.is_in(table.column("split"), value_set=pa.array(list(splits)))
-    table = table.filter(mask)
-    manifest = read_manifest(Path(meta["manifest"]))
-    texts = dict(zip(manifest.column("id").to_pylist(), manifest.column("texts").to_pylist()))
-    return table.append_column("texts", pa.array([texts[i] for i in table.column("id").to_pylist()],
-                                                  pa.list_(pa.string())))
+
+def split_of(table: pa.Table, split: str) -> pa.Table:
+    return table.filter(pc.equal(table.column("split"), split))
 
 
 def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
@@ -92,6 +89,8 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     rng = np.random.default_rng(seed * 1000 + rank)
 
     train = _materialise(ray.train.get_dataset_shard("train"), wl)
+    if wl.splits_train_itself:
+        train = wl.shard_train(train, rank, ctx.get_world_size())
     val = _materialise(ray.train.get_dataset_shard("val"), wl)
     device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(wl.build_model(cfg, wl.input_dim(train)))
@@ -160,15 +159,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     wl = load_workload(ctx.workload)
     cfg = wl.config_cls.model_validate(config)
-    spec = wl.data_spec(cfg, ctx.profile)
-    cache_dir = Path(ctx.data[spec.key()])
     ray.data.DataContext.get_current().enable_progress_bars = ctx.progress_bars
     # The trial reads the cache with pyarrow and hands Ray Data in-memory blocks: read tasks would
     # need a free CPU, which the Train workers already hold on a small machine (Ray Data then
     # waits forever for its read budget). Pooled embeddings and local-profile features are small.
-    table = read_split_table(cache_dir, ("train", "val"))
-    datasets = {split: ray.data.from_arrow(table.filter(pc.equal(table.column("split"), split)))
-                for split in ("train", "val")}
+    table, _ = trial_tables(wl, cfg, ctx, ("train", "val"))
+    datasets = {split: ray.data.from_arrow(split_of(table, split)) for split in ("train", "val")}
     trial_id = tune.get_context().get_trial_id()
     loop_cfg = {"workload": ctx.workload, "cfg": cfg.model_dump(), "metric": ctx.metric, "mode": ctx.mode,
                 "max_epochs": ctx.max_epochs}
@@ -176,7 +172,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         train_loop_per_worker,
         train_loop_config=loop_cfg,
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=[] if wl.splits_train_itself else ["train"]),
         scaling_config=ScalingConfig(num_workers=ctx.train_workers, use_gpu=ctx.gpus_per_worker > 0,
                                      resources_per_worker={"CPU": ctx.cpus_per_worker,
                                                            **({"GPU": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}),
@@ -196,46 +192,122 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     ckpt = result.checkpoint
     if ckpt is None:
         raise TrialFailed("training produced no checkpoint")
-    with ckpt.as_directory() as d:
-        state = torch.load(os.path.join(d, MODEL_FILE), map_location="cpu", weights_only=True)
-    metrics, out = evaluate_state(wl, cfg, cache_dir, state)
-    final = {**metrics, ctx.metric: state[ctx.metric], "best_epoch": int(state["epoch"]), "final": 1}
-    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(out)))
+    ev = evaluate_remote(ctx, cfg.model_dump(), ckpt)
+    # the tested checkpoint is the best-validation one: its value is the trial's headline
+    final = {**ev.metrics, ctx.metric: ev.best_value, f"best/{ctx.metric}": ev.best_value,
+             "best_epoch": ev.best_epoch, "final": 1}
+    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(write_artifacts(ev, ckpt))))
 
 
-def evaluate_state(wl: Workload, cfg: Any, cache_dir: Path, state: dict[str, Any]) -> tuple[dict[str, float], Path]:
-    """Load a trained head from its checkpoint state, evaluate it on the test split, and write
-    metrics, tables, figures and the weights into a fresh artifacts directory."""
-    test = wl.to_data(read_split_table(cache_dir, ("test",)).sort_by("id"))
-    model = wl.build_model(cfg, wl.input_dim(test))
+def _build_loaded(wl: Workload, cfg: Any, data: Any, state: dict[str, Any]) -> torch.nn.Module:
+    model = wl.build_model(cfg, wl.input_dim(data))
     model.load_state_dict(state["model"])
     model.eval()
+    return model
+
+
+@dataclass
+class Evaluation:
+    """A test evaluation, in plain data: it travels from the evaluating task to the trial."""
+
+    metrics: dict[str, float]
+    tables: dict[str, str]  # name -> pandas "split" JSON
+    figures: dict[str, bytes]  # name -> PNG
+    config: dict[str, Any]
+    best_value: float
+    best_epoch: int
+
+
+def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:
+    """Evaluate a trained checkpoint on the test split (runs as a Ray task with the trial's CPUs
+    and GPU, on whichever node has them; the checkpoint comes from Train storage)."""
+    wl = load_workload(workload)
+    cfg = wl.config_cls.model_validate(config)
+    with ckpt.as_directory() as d:
+        state = torch.load(os.path.join(d, MODEL_FILE), map_location="cpu", weights_only=True)
+    table, report = trial_tables(wl, cfg, ctx, ("test",))
+    test = wl.to_data(table)
+    model = _build_loaded(wl, cfg, test, state).to("cuda" if torch.cuda.is_available() else "cpu")
     with torch.no_grad():
         metrics, tables, figures = wl.evaluate(model, test, cfg)
+    metrics = {**metrics, "data/test_dropped_items": len(report.dropped)}
+    return Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
+                      figures_to_png(figures), cfg.model_dump(mode="json"), float(state[ctx.metric]),
+                      int(state["epoch"]))
+
+
+def evaluate_remote(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Evaluation:
+    """``evaluate_on_test`` where the trial's resources are: a trial's own Tune function holds a
+    sliver of a CPU (its Train workers held the rest), so the test pass runs as a task asking for
+    what a Train worker had, a GPU included."""
+    import ray
+
+    # DEFAULT: outside the trial's placement group (a bundle holding the function's CPU sliver)
+    task = ray.remote(evaluate_on_test).options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker,
+                                                scheduling_strategy="DEFAULT")
+    return ray.get(task.remote(ctx.workload, config, ctx, ckpt))
+
+
+def write_artifacts(ev: Evaluation, ckpt: Any = None) -> Path:
+    """The evaluation as files (metrics, tables, figures, config) plus the trained weights when
+    they are small enough for MLflow; fine-tuned encoders stay in Train storage (referenced)."""
     out = Path(tempfile.mkdtemp(prefix="trial-artifacts-"))
-    save_artifacts(out, metrics, tables, figures)
-    torch.save(state, out / MODEL_FILE)
-    return metrics, out
+    for sub in ("tables", "figures"):
+        (out / sub).mkdir()
+    (out / "metrics.json").write_text(json.dumps(ev.metrics, indent=2, sort_keys=True))
+    (out / "config.json").write_text(json.dumps(ev.config, indent=2, sort_keys=True))
+    for name, text in ev.tables.items():
+        (out / "tables" / f"{name}.json").write_text(text)
+    for name, png in ev.figures.items():
+        (out / "figures" / f"{name}.png").write_bytes(png)
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            src = Path(d) / MODEL_FILE
+            if src.stat().st_size <= MAX_MODEL_COPY_BYTES:
+                shutil.copy(src, out / MODEL_FILE)
+            else:
+                (out / "model_checkpoint.txt").write_text(f"{ckpt.path}/{MODEL_FILE}")
+    return out
 
 
-def evaluate_checkpoint_dir(wl: Workload, cfg: Any, cache_dir: Path, ckpt_dir: str) -> tuple[dict[str, float], Path]:
-    """For trials stopped early by the scheduler: evaluate the best checkpoint they reported."""
-    state = torch.load(os.path.join(ckpt_dir, MODEL_FILE), map_location="cpu", weights_only=True)
-    return evaluate_state(wl, cfg, cache_dir, state)
+def figures_to_png(figures: dict[str, Any]) -> dict[str, bytes]:
+    import io
 
-
-def save_artifacts(out: Path, metrics: dict[str, float], tables: dict[str, Any], figures: dict[str, Any]) -> None:
-    """Tables as pandas 'split' JSON and figures as PNG, for the driver to log to MLflow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    for name, df in tables.items():
-        (out / "tables" / f"{name}.json").write_text(df.to_json(orient="split", index=False))
+    out = {}
     for name, fig in figures.items():
-        fig.savefig(out / "figures" / f"{name}.png", dpi=110, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
+        out[name] = buf.getvalue()
+    return out
+
+
+def run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str, Any]) -> None:
+    """Tune function trainable of an evaluation sweep: no training. The trained model of this
+    seed (``sources[str(seed)]``: its MLflow run id and its state in the object store) is
+    evaluated with the trial's inference fields on validation (what the sweep selects on) and on
+    test (what is reported for the selected value). The trainable holds the trial's resources."""
+    import ray
+    from ray import tune
+
+    wl = load_workload(ctx.workload)
+    cfg = wl.config_cls.model_validate(config)
+    source = sources[str(getattr(cfg, "seed", 0))]
+    state = ray.get(source["state"])
+    table, report = trial_tables(wl, cfg, ctx, ("val", "test"))
+    val, test = wl.to_data(split_of(table, "val")), wl.to_data(split_of(table, "test"))
+    model = _build_loaded(wl, cfg, val, state).to("cuda" if torch.cuda.is_available() else "cpu")
+    with torch.no_grad():
+        val_metrics = wl.validate(model, val, cfg)
+        metrics, tables, figures = wl.evaluate(model, test, cfg)
+    value = float(val_metrics[ctx.metric])
+    metrics = {**metrics, "data/test_dropped_items": len(report.dropped)}
+    ev = Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
+                    figures_to_png(figures), cfg.model_dump(mode="json"), value, int(state.get("epoch", -1)))
+    tune.report({**val_metrics, **metrics, f"best/{ctx.metric}": value, "final": 1, "eval_only": 1},
+                checkpoint=tune.Checkpoint.from_directory(str(write_artifacts(ev))))
