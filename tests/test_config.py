@@ -15,8 +15,9 @@ from orchestrator.config import (
     load_search_space,
     parse_set,
 )
-from orchestrator.sweep import main, resolve_base_config
-from orchestrator.workload import load_workload
+from orchestrator.plan import Invocation, resolve
+from orchestrator.registry import load_info
+from orchestrator.sweep import main
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -70,16 +71,58 @@ def test_set_values_are_yaml() -> None:
         parse_set(["lr"])
 
 
+def plan_for(sweep: str = "qbe_margin", **kw):
+    return resolve(Invocation(sweep=sweep, **kw))
+
+
 def test_workload_keys_checked() -> None:
-    wl = load_workload("qbe")
-    space = load_search_space("qbe_margin")
-    with pytest.raises(ConfigError, match=r"--set: unknown key\(s\) \['lrr'\]"):
-        resolve_base_config(space, wl, "local", {"lrr": 1})
+    with pytest.raises(ConfigError, match=r"--set: unknown key\(s\) \['lrr'\] for qbe; valid keys: .*margin_start"):
+        plan_for(overrides=["lrr=1"])
     with pytest.raises(ConfigError, match="band_low"):
-        resolve_base_config(space, wl, "local", {"band_low": 0.9, "band_high": 0.8})
-    base = resolve_base_config(space, wl, "local", {"epochs": 7})
-    assert base["epochs"] == 7 and base["encoder"] == "whisper_tiny_en"  # profile < --set
-    check_keys(wl.config_cls, ["lr", "margin_start"], "x")
+        plan_for(overrides=["band_low=0.9", "band_high=0.8"])
+    plan = plan_for(overrides=["epochs=7"])
+    assert plan.base["epochs"] == 7 and plan.base["encoder"] == "whisper_tiny_en"  # profile < --set
+    check_keys(load_info("qbe").config_cls, ["lr", "margin_start"], "x")
+
+
+def test_bad_set_value_blames_set() -> None:
+    with pytest.raises(ConfigError) as e:
+        plan_for(overrides=["lr=abc"])
+    assert str(e.value).startswith("--set: lr:") and "search space" not in str(e.value)
+
+
+def test_set_of_a_searched_key_pins_it() -> None:
+    """--set lr=3e-4 on qbe_margin (which searches lr) removes lr from the search; the plan says so."""
+    plan = plan_for(overrides=["lr=3e-4"])
+    assert plan.pinned == {"lr": 3e-4} and "lr" not in plan.space.param_space and plan.base["lr"] == 3e-4
+    assert "margin_start" in plan.space.param_space
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"num_samples": 0}, "--num-samples must be >= 1, got 0"),
+    ({"num_samples": -1}, "--num-samples must be >= 1, got -1"),
+    ({"max_epochs": 0}, "--max-epochs must be >= 1, got 0"),
+])
+def test_counts_below_one_are_rejected(kw: dict, msg: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(msg)):
+        plan_for(**kw)
+
+
+def test_max_epochs_is_the_effective_epochs() -> None:
+    plan = plan_for(max_epochs=3)
+    assert plan.base["epochs"] == 3 and "3 epochs (--max-epochs 3; without it 200)" in (plan.epochs_note or "")
+    assert plan_for(num_samples=7).n_trials == 7
+    with pytest.raises(ConfigError, match="grid sweep"):
+        plan_for("atst_lr", num_samples=3)
+
+
+def test_data_root_checks(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="give --data-root"):
+        plan_for("qbe_paper", profile="paper")
+    with pytest.raises(ConfigError, match="no such directory"):
+        plan_for("qbe_paper", profile="paper", data_root=str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="only read by --profile paper"):
+        plan_for(data_root=str(tmp_path))
 
 
 def test_discrete_combinations_for_extraction() -> None:

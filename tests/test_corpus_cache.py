@@ -10,7 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator.cache import CacheEntry, cache_key, load_embeddings
-from orchestrator.corpus import ManifestError, fingerprint, manifest_table, read_manifest, write_manifest
+from orchestrator.corpus import (
+    FileHashMemo,
+    ManifestError,
+    audio_fingerprint,
+    manifest_table,
+    read_manifest,
+    text_fingerprint,
+    write_manifest,
+)
 
 
 def rows(n: int = 3) -> list[dict]:
@@ -46,10 +54,39 @@ def test_manifest_duplicate_and_bad_split(tmp_path: Path) -> None:
 def test_fingerprint_changes_with_file_content(tmp_path: Path) -> None:
     (tmp_path / "a0.wav").write_bytes(b"12")
     t = read_manifest(write_manifest(manifest_table(rows(1)), tmp_path / "m.parquet"))
-    f1 = fingerprint(t)
-    assert fingerprint(t) == f1
+    f1 = audio_fingerprint(t)
+    assert audio_fingerprint(t) == f1
     (tmp_path / "a0.wav").write_bytes(b"123")
-    assert fingerprint(t) != f1
+    assert audio_fingerprint(t) != f1
+
+
+def test_fingerprint_is_content_not_place_or_time(tmp_path: Path) -> None:
+    """A corpus copied elsewhere with touched files fingerprints the same (a shared cache hits);
+    texts, labels and splits are not part of an audio view's fingerprint."""
+    import os
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    for k in range(3):
+        (a / f"a{k}.wav").write_bytes(bytes([k]) * (100 + k))
+    write_manifest(manifest_table(rows()), a / "m.parquet")
+    memo = FileHashMemo(tmp_path / "hashes.sqlite")
+    f_a = audio_fingerprint(read_manifest(a / "m.parquet"), memo)
+    shutil.copytree(a, b)
+    for p in b.iterdir():
+        os.utime(p, (1e9, 1e9))
+    relabelled = [{**r, "label": "y", "texts": ["other caption"], "split": "test"} for r in rows()]
+    write_manifest(manifest_table(relabelled), b / "m.parquet")
+    assert audio_fingerprint(read_manifest(b / "m.parquet"), FileHashMemo(tmp_path / "hashes.sqlite")) == f_a
+    (b / "a1.wav").write_bytes(b"changed")
+    assert audio_fingerprint(read_manifest(b / "m.parquet"), FileHashMemo(tmp_path / "hashes.sqlite")) != f_a
+
+
+def test_text_fingerprint_is_the_texts() -> None:
+    f = text_fingerprint([("i0", ["a dog barks"]), ("i1", ["rain"])])
+    assert f == text_fingerprint([("i1", ["rain"]), ("i0", ["a dog barks"])])
+    assert f != text_fingerprint([("i0", ["a dog barks"]), ("i1", ["rain."])])
 
 
 def test_cache_key_depends_on_every_part() -> None:
@@ -59,15 +96,18 @@ def test_cache_key_depends_on_every_part() -> None:
 
 
 def test_cache_entry_shards_and_completion(tmp_path: Path) -> None:
+    """Cache rows hold only ids and outputs; splits and labels come from the manifest at read time."""
     e = CacheEntry(tmp_path, "k")
     emb = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 2)
-    e.write_shard(1, pa.table({"id": ["b", "a", "c"], "split": ["test", "test", "train"],
-                               "label": ["x", "y", "x"], "embedding": emb}))
+    e.write_shard(1, pa.table({"id": ["b", "a", "c"], "embedding": emb}))
+    manifest = write_manifest(manifest_table([
+        {**r, "id": i, "split": sp, "label": lab} for r, i, sp, lab in
+        zip(rows(), ["a", "b", "c"], ["test", "test", "train"], ["y", "x", "x"])]), tmp_path / "m.parquet")
     (e.dir / ".part-00002.parquet.tmp99").write_bytes(b"half")  # a killed writer's leftover
     assert e.done_shards() == {1} and not e.is_complete()
     with pytest.raises(FileNotFoundError, match="incomplete"):
         load_embeddings(e.dir)
-    e.write_meta({"n_items": 3})
+    e.write_meta({"n_items": 3, "manifest": str(manifest)})
     s = load_embeddings(e.dir, "test")
     assert s.ids == ["a", "b"] and s.labels == ["y", "x"]
     np.testing.assert_array_equal(s.X, [[2, 3], [0, 1]])

@@ -207,7 +207,7 @@ def test_evaluate_qbe_tables_metrics_and_figure():
     metrics, tables, figures = evaluate_qbe(original, transformed, words, ids, seed=0, n_example_queries=3, top_n=4)
 
     for space in ("original", "transformed"):
-        for key in ("map", "mrr", "recall@20", "silhouette", "ari", "ami"):
+        for key in ("map", "mrr", "recall20", "silhouette", "ari", "ami"):
             assert math.isfinite(metrics[f"test/{space}/{key}"])
     assert metrics["test/transformed/map"] == pytest.approx(1.0)  # tight clusters: all same-word first
     assert metrics["test/transformed/ari"] == pytest.approx(1.0)

@@ -21,7 +21,7 @@ from sklearn.manifold import TSNE
 from orchestrator.retrieval import clustering_metrics, faiss_topk, l2_normalize, multi_relevant_metrics
 
 SPACES = ("original", "transformed")
-METRICS = ("map", "mrr", "recall@20", "silhouette", "ari", "ami")
+METRICS = ("map", "mrr", "recall20", "silhouette", "ari", "ami")
 
 
 def percent_increase(original: float, transformed: float) -> float:
@@ -38,7 +38,7 @@ def _space_metrics(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, fl
     return {
         "map": ret["map"],
         "mrr": ret["mrr"],
-        "recall@20": ret["recall@20"],
+        "recall20": ret["recall@20"],
         "silhouette": clu["silhouette"],
         "silhouette_labels": clu["silhouette_labels"],
         "ari": clu["ari"],
@@ -131,7 +131,7 @@ def evaluate_qbe(
 ) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict[str, Figure]]:
     """Evaluate original and transformed test embeddings side by side.
 
-    Returns ``metrics`` (``test/{original,transformed}/{map,mrr,recall@20,silhouette,ari,ami}``,
+    Returns ``metrics`` (``test/{original,transformed}/{map,mrr,recall20,silhouette,ari,ami}``,
     plus ``silhouette_labels`` and query counts, and ``test/gain/<metric>_pct`` percent
     increases), ``tables`` (``qbe_clustering``, ``qbe_retrieval``, ``qbe_neighbours``, laid out
     like Tables 4.2, 4.3/4.4 and 4.5; row names are a column because logged tables drop the
@@ -169,7 +169,7 @@ def evaluate_qbe(
             "Model": ["Original", "Transformed", "percent increase"],
             "mAP": [o["map"], t["map"], metrics["test/gain/map_pct"]],
             "MRR": [o["mrr"], t["mrr"], metrics["test/gain/mrr_pct"]],
-            "Recall@20": [o["recall@20"], t["recall@20"], metrics["test/gain/recall@20_pct"]],
+            "Recall@20": [o["recall20"], t["recall20"], metrics["test/gain/recall20_pct"]],
         }
     )
     words = _pick_words(lab, max(n_plot_words, n_example_queries), seed)

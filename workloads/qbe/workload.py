@@ -10,59 +10,21 @@ retrieval on unseen test words, original vs transformed; 3.5, Tables 4.2-4.5).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.metrics import silhouette_score
 
 from orchestrator import retrieval
 from orchestrator.cache import EmbeddingSet
-from orchestrator.workload import DataSpec, Workload
-from workloads.qbe import corpus_local, fleurs  # noqa: F401  (register the corpora)
+from orchestrator.workload import DataSpec, ViewSpec, Workload
+from workloads.qbe import INFO, corpus_local, fleurs  # noqa: F401  (register the corpora)
+from workloads.qbe.config import PAPER_ENCODERS, QbEConfig
 from workloads.qbe.evaluate import evaluate_qbe
 from workloads.qbe.loss import annealed_margin, triplet_margin_loss
 from workloads.qbe.model import EmbeddingHead
 from workloads.qbe.triplets import TripletSampler
-
-PAPER_ENCODERS = {  # section 3.5: one pretrained wav2vec 2.0 per dataset
-    "swedish": "KBLab/wav2vec2-large-voxrex",
-    "multilingual": "facebook/wav2vec2-xls-r-300m",
-}
-
-
-class QbEConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # data
-    dataset: Literal["swedish", "multilingual"] = "swedish"
-    encoder: str = "wav2vec2"
-    encoder_model: str | None = None  # HF id / path for wav2vec2; None = the thesis' model per dataset
-    n_words: int | None = Field(None, ge=6)  # local corpus size (unique words per language); None = default
-    # model (3.4.1)
-    hidden_dim: int = Field(512, ge=1)
-    out_dim: int = Field(256, ge=1)
-    # training (3.4.2)
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int = Field(2048, ge=2)
-    epochs: int = Field(1500, ge=1)
-    eval_every: int = Field(20, ge=1)
-    triplets_per_epoch: int | None = Field(None, ge=1)  # None: one triplet per training item
-    margin_start: float = Field(0.55, ge=0)
-    margin_end: float = Field(0.8, ge=0)
-    semi_hard_share: float = Field(0.4, ge=0, le=1)
-    band_low: float = Field(0.5, ge=-1, le=1)
-    band_high: float = Field(0.8, ge=-1, le=1)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _check(self) -> "QbEConfig":
-        if not self.band_low < self.band_high:
-            raise ValueError(f"band_low ({self.band_low}) must be < band_high ({self.band_high})")
-        return self
-
 
 class TripletNet(torch.nn.Module):
     """The head applied to the three members of each triplet (shared weights)."""
@@ -83,11 +45,7 @@ class TripletNet(torch.nn.Module):
 
 
 class QbEWorkload(Workload):
-    name = "qbe"
-    config_cls = QbEConfig
-    regime = "frozen"
-    data_fields = ("dataset", "encoder", "encoder_model", "n_words")
-    profiles_file = Path(__file__).with_name("profiles.yaml")
+    info = INFO
 
     def __init__(self) -> None:
         self._samplers: dict[int, TripletSampler] = {}
@@ -101,7 +59,7 @@ class QbEWorkload(Workload):
             params["model"] = cfg.encoder_model or PAPER_ENCODERS[cfg.dataset]
         elif cfg.encoder_model:
             params["model"] = cfg.encoder_model
-        return DataSpec(corpus=corpus, encoder=cfg.encoder, corpus_options=options, encoder_params=params)
+        return DataSpec(corpus=corpus, corpus_options=options, views={"audio": ViewSpec("audio", cfg.encoder, params)})
 
     # -- model -------------------------------------------------------------------------------
     def build_model(self, cfg: QbEConfig, in_dim: int) -> TripletNet:
@@ -154,7 +112,7 @@ class QbEWorkload(Workload):
 
     def headline_metrics(self) -> list[str]:
         return ["test/original/map", "test/transformed/map", "test/gain/map_pct", "test/transformed/mrr",
-                "test/transformed/recall@20", "test/transformed/silhouette", "test/transformed/ami"]
+                "test/transformed/recall20", "test/transformed/silhouette", "test/transformed/ami"]
 
     def table_groups(self) -> list[str]:
         return ["qbe_retrieval", "qbe_clustering"]

@@ -21,54 +21,18 @@ import pandas as pd
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from orchestrator import retrieval
 from orchestrator.distributed import gather_no_grad, gather_sequences_with_grad, gather_with_grad
 from orchestrator.encoders.base import AudioEncoder, build_encoder
 from orchestrator.encoders.text import TextEncoder
-from orchestrator.workload import DataSpec, Workload
-from workloads.tar import clotho, corpus_local  # noqa: F401  (register the corpora)
+from orchestrator.workload import DataSpec, ViewSpec, Workload
+from workloads.tar import INFO, clotho, corpus_local  # noqa: F401  (register the corpora)
+from workloads.tar.config import TarConfig
 from workloads.tar.losses import SigmoidLoss, nt_xent_from_scores
 from workloads.tar.tap import TAP
 from workloads.tar.text import preprocess_caption
-
-
-class TarConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # data
-    audio_encoder: str = "atst_frame"
-    audio_encoder_params: dict[str, Any] = {}
-    text_encoder: str = "roberta-large"
-    text_pooling: Literal["mean", "cls"] = "cls"
-    max_tokens: int = Field(32, ge=4)
-    corpus_options: dict[str, Any] = {}  # e.g. local sizes {"n_train": 300, ...}
-    # model (3.1, 3.6)
-    d: int = Field(1024, ge=1)
-    pooling: Literal["mean", "tap"] = "mean"
-    tap_dim: int = Field(2048, ge=1)
-    tap_dropout: float = Field(0.05, ge=0, lt=1)
-    # loss (3.5)
-    loss: Literal["ntxent", "sigmoid"] = "ntxent"
-    tau: float = Field(0.05, gt=0)
-    sigmoid_t: float = 1.0
-    sigmoid_b: float = -10.0
-    lr_loss: float = Field(0.1, gt=0)
-    # optimisation (3.9)
-    lr: float = Field(2e-5, gt=0)  # global: projections and TAP
-    lr_audio: float = Field(2e-5, gt=0)
-    lr_text: float = Field(2e-5, gt=0)
-    lr_min: float = Field(1e-7, ge=0)
-    betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_epochs: float = Field(1.0, ge=0)
-    epochs: int = Field(20, ge=1)
-    eval_every: int = Field(1, ge=1)
-    batch_size: int = Field(16, ge=2)
-    captions_per_clip: int = Field(5, ge=1, le=5)  # training pairs per clip per epoch (5: every caption)
-    seed: int = 0
 
 
 @dataclass
@@ -153,23 +117,22 @@ def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
 
 
 class TarWorkload(Workload):
-    name = "tar"
-    config_cls = TarConfig
-    regime = "finetune"
-    data_fields = ("audio_encoder", "audio_encoder_params", "corpus_options")
-    profiles_file = Path(__file__).with_name("profiles.yaml")
+    info = INFO
 
     # -- data --------------------------------------------------------------------------------
     def data_spec(self, cfg: TarConfig, profile: str) -> DataSpec:
         corpus = "tar_local" if profile == "local" else "tar_clotho"
-        return DataSpec(corpus=corpus, encoder=cfg.audio_encoder, corpus_options=dict(cfg.corpus_options),
-                        encoder_params=dict(cfg.audio_encoder_params), level="features")
+        # one view: the clips' encoder input features (the encoder trains, so it runs in the trial);
+        # captions are read raw from the manifest, since the text encoder trains too
+        audio = ViewSpec("audio", cfg.audio_encoder, dict(cfg.audio_encoder_params), level="features")
+        return DataSpec(corpus=corpus, corpus_options=dict(cfg.corpus_options), views={"audio": audio})
 
     def to_data(self, table: pa.Table) -> TarData:
-        rows = table.select(["id", "features", "n_mels", "n_frames", "texts"]).to_pylist()
+        rows = table.select(["id", "audio.features", "audio.n_mels", "audio.n_frames", "texts"]).to_pylist()
         return TarData(
             ids=[r["id"] for r in rows],
-            feats=[np.asarray(r["features"], np.float32).reshape(r["n_mels"], r["n_frames"]) for r in rows],
+            feats=[np.asarray(r["audio.features"], np.float32).reshape(r["audio.n_mels"], r["audio.n_frames"])
+                   for r in rows],
             texts=[[preprocess_caption(t) for t in r["texts"]] for r in rows],
         )
 
