@@ -259,6 +259,22 @@ def whisper_frame_count(n_samples: int) -> int:
     return math.ceil(n_samples / SAMPLES_PER_FRAME)
 
 
+def resolve_whisper_layer(layer: int | str, n_layers: int) -> int | None:
+    """``None`` for the last layer (however it was spelled), else the hidden-state index 0..n-1."""
+    if isinstance(layer, str):
+        if layer.strip().lower() == "last":
+            return None
+        try:
+            layer = int(layer)
+        except ValueError:
+            raise ValueError(f"layer must be 'last' or an integer, got {layer!r}") from None
+    if isinstance(layer, bool) or not -(n_layers + 1) <= int(layer) <= n_layers:
+        raise ValueError(
+            f"layer {layer!r} out of range for a {n_layers}-layer Whisper encoder (0..{n_layers} or 'last')")
+    index = int(layer) % (n_layers + 1)
+    return None if index == n_layers else index
+
+
 @register_encoder("whisper_tiny_en")
 class WhisperTinyEnEncoder(AudioEncoder):
     """Whisper tiny.en encoder, last hidden state at 50 frames/s, each clip at its own length.
@@ -268,13 +284,21 @@ class WhisperTinyEnEncoder(AudioEncoder):
     normalisation must not see other clips), and a batch is padded to its longest clip with a mask,
     so batching does not change the output. Waves over 30 s are encoded in 30 s windows and their
     frames concatenated.
+
+    ``layer`` picks an earlier encoder layer instead (CLASP's stage-2 grid compares speech
+    representations; lower layers keep more acoustic detail). It indexes the hidden states as
+    transformers returns them: 0 = the transformer's input (convolutions + positions), ``i`` = the
+    output of the ``i``-th layer (counting from 1, before the final layer norm), and
+    ``encoder_layers`` (4 for tiny.en), ``-1`` or ``"last"`` = the last layer after the final layer
+    norm, the default. Every spelling of the last layer gives the same ``params()`` (and so the same
+    cache key) as before the option existed.
     """
 
     encoder_id = "whisper-tiny.en"
     sample_rate = SAMPLE_RATE
     dim = 384
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 16) -> None:
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 16, layer: int | str = "last") -> None:
         super().__init__()
         if model_dir is None:
             try:
@@ -288,6 +312,7 @@ class WhisperTinyEnEncoder(AudioEncoder):
         self.model = load_whisper_encoder_from_ct2(self.model_dir)
         self.dim = self.model.config.d_model
         self.batch_size = batch_size
+        self.layer = resolve_whisper_layer(layer, self.model.config.encoder_layers)
         self.feature_extractor = WhisperFeatureExtractor(feature_size=self.model.config.num_mel_bins)
         self._hash: str | None = None
 
@@ -297,7 +322,8 @@ class WhisperTinyEnEncoder(AudioEncoder):
         return self._hash
 
     def params(self) -> dict[str, Any]:
-        return {"layer": "last", "input": "unpadded", "window_s": MAX_SAMPLES // SAMPLE_RATE}
+        return {"layer": "last" if self.layer is None else self.layer, "input": "unpadded",
+                "window_s": MAX_SAMPLES // SAMPLE_RATE}
 
     def to(self, device: str | torch.device) -> "WhisperTinyEnEncoder":
         super().to(device)
@@ -329,7 +355,10 @@ class WhisperTinyEnEncoder(AudioEncoder):
         for i, f in enumerate(feats):
             batch[i, :, : f.shape[-1]] = f.to(self.device)
             mask[i, : f.shape[-1]] = 1
-        hidden = self.model(batch, attention_mask=mask).last_hidden_state
+        if self.layer is None:
+            hidden = self.model(batch, attention_mask=mask).last_hidden_state
+        else:
+            hidden = self.model(batch, attention_mask=mask, output_hidden_states=True).hidden_states[self.layer]
         return [hidden[i, : output_frames_for_mel(n)] for i, n in enumerate(n_mel)]
 
     @torch.inference_mode()
