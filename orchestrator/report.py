@@ -153,6 +153,9 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
     if not agg.empty:
         tracker.log_table(parent, "mean_std_over_seeds", agg)
     _aggregate_workload_tables(plan, wl, tracker, trials, group_cols)
+    summaries = wl.summary_tables(trials[trials["status"].isin(OK)]) if n_ok else {}
+    for name, table in summaries.items():
+        tracker.log_table(parent, name, table)
 
     header = [f"== {space.name} ({plan.info.name}, profile {plan.inv.profile}): {n_ok} of {plan.n_trials} "
               f"trial(s) ok" + (f", {n_pending} pending" if n_pending else "") + " =="]
@@ -172,7 +175,10 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
     text = "\n".join(header) + "\n" + (console_table(trials, cols, best_id or "") if not trials.empty else "(no trials)")
     if best_id:
         text += f"\n* best trial by {metric} ({space.mode}); test metrics are of its best-validation checkpoint"
-    if not agg.empty and (group_cols or n_ok > 1):
+    if summaries:
+        for name, table in summaries.items():
+            text += f"\n\n{name}:\n" + console_table(table, list(table.columns))
+    elif not agg.empty and (group_cols or n_ok > 1):
         show = [c for c in agg.columns if not str(c).startswith("test/") or c in headline]
         text += "\n\nmean ± std over seeds:\n" + console_table(agg, show)
     return Summary(text=text, n_ok=n_ok, n_pending=n_pending, trials=trials, best_trial=best_id)

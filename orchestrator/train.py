@@ -93,15 +93,44 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
         train = wl.shard_train(train, rank, ctx.get_world_size())
     val = _materialise(ray.train.get_dataset_shard("val"), wl)
     device = ray.train.torch.get_device()
-    model = ray.train.torch.prepare_model(wl.build_model(cfg, wl.input_dim(train)))
+    in_dim = wl.input_dim(train)
+    model = wl.build_model(cfg, in_dim)
+    wl.fit_closed_form(model, train, cfg)  # e.g. an LDA baseline; the default does nothing
+    model = ray.train.torch.prepare_model(model)
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
         cfg = wl.with_epochs(cfg, int(loop_cfg["max_epochs"]))
     epochs = wl.epochs(cfg)
     every = max(1, min(wl.eval_every(cfg), epochs))
-    opt, scheduler = wl.configure_optimizer(model, cfg, train)
+    opt, scheduler = wl.configure_optimizer(model, cfg, train) if epochs else (None, None)
     metric, mode = loop_cfg["metric"], loop_cfg["mode"]
     best = -math.inf if mode == "max" else math.inf
+
+    def validate_and_report(epoch: int, train_loss: float) -> None:
+        """Validation on rank 0; the model is checkpointed (with the input dims it was built
+        for, so evaluation rebuilds the same shapes) when validation improves."""
+        nonlocal best
+        metrics: dict[str, Any] = {"epoch": epoch, "train/loss": train_loss}
+        d = None
+        if rank == 0:
+            model.eval()
+            with torch.no_grad():
+                metrics.update(wl.validate(_unwrap(model), val, cfg))
+            value = metrics[metric]
+            if not math.isfinite(value):
+                raise TrialFailed(f"diverged: validation {metric} is {value} at epoch {epoch}")
+            if value > best if mode == "max" else value < best:
+                best = value
+                d = tempfile.mkdtemp(prefix="ckpt-")
+                torch.save({"model": _unwrap(model).state_dict(), "epoch": epoch, metric: value, "in_dim": in_dim},
+                           os.path.join(d, MODEL_FILE))
+            metrics["best/" + metric] = best
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if d else None)
+        if d:  # report() has copied it into Train storage
+            shutil.rmtree(d, ignore_errors=True)
+
+    if epochs == 0:  # nothing to train (a closed-form or untrained baseline): validate it once
+        validate_and_report(0, math.nan)
     for epoch in range(epochs):
         model.train()
         total, n = 0.0, 0
@@ -119,24 +148,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
             n += 1
         if (epoch + 1) % every and epoch + 1 != epochs:
             continue
-        metrics: dict[str, Any] = {"epoch": epoch, "train/loss": total / max(n, 1)}
-        checkpoint = None
-        if rank == 0:
-            model.eval()
-            with torch.no_grad():
-                metrics.update(wl.validate(_unwrap(model), val, cfg))
-            value = metrics[metric]
-            if not math.isfinite(value):
-                raise TrialFailed(f"diverged: validation {metric} is {value} at epoch {epoch}")
-            improved = value > best if mode == "max" else value < best
-            if improved:
-                best = value
-                d = tempfile.mkdtemp(prefix="ckpt-")
-                torch.save({"model": _unwrap(model).state_dict(), "epoch": epoch, metric: value},
-                           os.path.join(d, MODEL_FILE))
-                checkpoint = ray.train.Checkpoint.from_directory(d)
-            metrics["best/" + metric] = best
-        ray.train.report(metrics, checkpoint=checkpoint)
+        validate_and_report(epoch, total / max(n, 1))
 
 
 def _root_cause(e: BaseException) -> str:
@@ -200,7 +212,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
 
 def _build_loaded(wl: Workload, cfg: Any, data: Any, state: dict[str, Any]) -> torch.nn.Module:
-    model = wl.build_model(cfg, wl.input_dim(data))
+    # the dims the model was trained with (a classifier head sized by the training speakers, say)
+    model = wl.build_model(cfg, state["in_dim"] if "in_dim" in state else wl.input_dim(data))
     model.load_state_dict(state["model"])
     model.eval()
     return model

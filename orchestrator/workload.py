@@ -77,6 +77,11 @@ class Workload(ABC):
         """This worker's part of the training data (only called when ``splits_train_itself``)."""
         return train
 
+    def fit_closed_form(self, model: torch.nn.Module, train: Any, cfg: Any) -> None:
+        """Fit what has no gradient (an LDA projection, class statistics) on this worker's training
+        data, before the first epoch. With ``epochs(cfg) == 0`` this is all the training there is:
+        the model is validated once and checkpointed."""
+
     @abstractmethod
     def configure_optimizer(self, model: torch.nn.Module, cfg: Any, train: Any
                             ) -> tuple[torch.optim.Optimizer, Any]:
@@ -116,5 +121,12 @@ class Workload(ABC):
         return []
 
     def table_groups(self) -> list[str]:
-        """Tables worth aggregating over seeds on the parent run (mean ± std)."""
+        """Tables worth aggregating over seeds on the parent run (mean ± std), per value of the
+        searched parameters."""
         return []
+
+    def summary_tables(self, trials: Any) -> dict[str, Any]:
+        """Tables for the parent run built from all finished trials at once (one row per trial:
+        searched params, ``seed``, ``test/...`` metrics), e.g. a paper's results table with one row
+        per system and mean ± std over seeds (``orchestrator.report.mean_std``)."""
+        return {}
