@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator import storage
+
 META = "meta.json"
 
 
@@ -52,34 +54,46 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
 
 @dataclass
 class CacheEntry:
-    root: Path
+    """One content-addressed entry under ``root``, a local directory or a URI (``s3://...``)."""
+
+    root: Path | str
     key: str
 
     @property
-    def dir(self) -> Path:
-        return self.root / self.key
+    def dir(self) -> str:
+        return storage.join(storage.resolve(self.root), self.key)
 
-    def shard_path(self, index: int) -> Path:
-        return self.dir / f"part-{index:05d}.parquet"
+    @property
+    def local(self) -> bool:
+        return not storage.is_uri(self.dir)
+
+    def path(self) -> Path | str:
+        """The entry as the caller likes it: a ``Path`` when local, else its URI."""
+        return Path(self.dir) if self.local else self.dir
+
+    def shard_path(self, index: int) -> str:
+        return storage.join(self.dir, f"part-{index:05d}.parquet")
 
     def done_shards(self) -> set[int]:
-        if not self.dir.exists():
-            return set()
-        return {int(p.stem.split("-")[1]) for p in self.dir.glob("part-*.parquet")}
+        return {int(p.rsplit("/", 1)[1][5:10]) for p in storage.list_files(self.dir, "part-", ".parquet")}
 
     def is_complete(self) -> bool:
-        return (self.dir / META).exists()
+        return storage.exists(storage.join(self.dir, META))
 
     def write_shard(self, index: int, table: pa.Table) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_parquet(table, self.shard_path(index))
+        if self.local:
+            Path(self.dir).mkdir(parents=True, exist_ok=True)
+            atomic_write_parquet(table, Path(self.shard_path(index)))
+            return
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        storage.write_bytes(self.shard_path(index), sink.getvalue().to_pybytes())
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.dir / META, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+        storage.write_text(storage.join(self.dir, META), json.dumps(meta, indent=2, sort_keys=True, default=str))
 
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.dir / META).read_text())
+        return json.loads(storage.read_text(storage.join(self.dir, META)))
 
 
 @dataclass
@@ -104,14 +118,13 @@ def table_to_embeddings(table: pa.Table, column: str = "embedding") -> Embedding
     return EmbeddingSet(ids=table.column("id").to_pylist(), labels=table.column("label").to_pylist(), X=X)
 
 
-def load_embeddings(cache_dir: Path, split: str | None = None, manifest: Path | None = None) -> EmbeddingSet:
+def load_embeddings(cache_dir: Path | str, split: str | None = None, manifest: Path | str | None = None) -> EmbeddingSet:
     """A complete audio cache entry joined with its manifest (by default the one it was extracted
     from), optionally one split, ordered by id."""
     from orchestrator.views import read_joined
 
-    cache_dir = Path(cache_dir)
-    if not (cache_dir / META).exists():
+    if not storage.exists(storage.join(str(cache_dir), META)):
         raise FileNotFoundError(f"embedding cache {cache_dir} is incomplete (no {META})")
-    manifest = manifest or Path(json.loads((cache_dir / META).read_text())["manifest"])
+    manifest = manifest or json.loads(storage.read_text(storage.join(str(cache_dir), META)))["manifest"]
     table, _ = read_joined(manifest, {"v": cache_dir}, (split,) if split else ("train", "val", "test"))
     return table_to_embeddings(table, "v")

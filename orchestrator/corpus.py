@@ -36,10 +36,14 @@ MANIFEST_SCHEMA = pa.schema(
         # translations of the texts: {"translations": {"de": [...]}}); text views can read lists
         # of strings from it by a dotted path (see ``orchestrator.views``)
         pa.field("meta", pa.string(), nullable=True),
+        # sha256 of the audio file's bytes, recorded when a corpus is published to shared storage,
+        # so its fingerprint needs no second read of every object in the bucket
+        pa.field("audio_sha256", pa.string(), nullable=True),
     ]
 )
 REQUIRED_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if not f.nullable)
 SPLITS = ("train", "val", "test")
+PUBLISHED = "PUBLISHED"  # marker written after a corpus and its manifest reached shared storage
 
 
 class ManifestError(ValueError):
@@ -85,21 +89,54 @@ def validate_manifest(table: pa.Table, source: str = "manifest") -> None:
             raise ManifestError(f"{source}: item {ids[idx]!r} has no {col!r}")
 
 
-def read_manifest(path: Path) -> pa.Table:
-    """Read, conform to the schema (adding absent optional columns) and validate a manifest.
-    Relative audio paths are resolved against the manifest's folder."""
-    path = Path(path)
-    if not path.exists():
+def read_manifest(path: Path | str) -> pa.Table:
+    """Read, conform to the schema (adding absent optional columns) and validate a manifest (a
+    local path or a URI). Relative audio paths are resolved against the manifest's folder."""
+    from orchestrator import storage
+
+    path = str(path)
+    if not storage.exists(path):
         raise ManifestError(f"manifest not found: {path}")
-    table = pq.read_table(path)
-    validate_manifest(table, source=str(path))
+    fs, inner = storage.filesystem(path)
+    table = pq.read_table(inner, filesystem=fs)
+    validate_manifest(table, source=path)
     for f in MANIFEST_SCHEMA:
         if f.name not in table.column_names:
             table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = table.select([f.name for f in MANIFEST_SCHEMA]).cast(MANIFEST_SCHEMA)
-    base = path.parent
-    paths = [p if os.path.isabs(p) else str(base / p) for p in table.column("audio_path").to_pylist()]
+    base = storage.parent(storage.resolve(path))
+    paths = [p if os.path.isabs(p) or storage.is_uri(p) else storage.join(base, p)
+             for p in table.column("audio_path").to_pylist()]
     return table.set_column(table.schema.get_field_index("audio_path"), "audio_path", pa.array(paths))
+
+
+def publish_corpus(manifest: Path, dest: str, with_audio: bool) -> str:
+    """Put a corpus the driver built or adapted where every node can read it (``dest``, a URI):
+    the audio files (``with_audio``: synthesised corpora) and a manifest that names them by URI
+    and records their content hashes. Paper datasets stay where ``--data-root`` has them (a
+    filesystem every node mounts); only their manifest travels. Returns the published manifest."""
+    from orchestrator import storage
+
+    manifest = Path(manifest)
+    target = storage.join(dest, "manifest.parquet")
+    if storage.exists(storage.join(dest, PUBLISHED)):  # the build directory is content-addressed
+        return target
+    table = read_manifest(manifest)
+    if with_audio:
+        root = manifest.parent.resolve()
+        paths, shas = [], []
+        for p in table.column("audio_path").to_pylist():
+            rel = Path(p).resolve().relative_to(root).as_posix()
+            paths.append(storage.join(dest, rel))
+            shas.append(hashlib.sha256(Path(p).read_bytes()).hexdigest())
+        table = table.set_column(table.schema.get_field_index("audio_path"), "audio_path", pa.array(paths))
+        table = table.set_column(table.schema.get_field_index("audio_sha256"), "audio_sha256", pa.array(shas))
+        storage.upload_dir(root, dest)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    storage.write_bytes(target, sink.getvalue().to_pybytes())  # replaces the uploaded local one
+    storage.write_text(storage.join(dest, PUBLISHED), "ok")  # last: the corpus is complete
+    return target
 
 
 class FileHashMemo:
@@ -164,12 +201,13 @@ def audio_fingerprint(table: pa.Table, memo: FileHashMemo | None = None) -> str:
     memo = memo or FileHashMemo(None)
     h = hashlib.sha256()
     digests: dict[str, str] = {}
-    rows = table.select(["id", "audio_path", "offset", "duration"]).to_pylist()
+    cols = ["id", "audio_path", "offset", "duration"] + (["audio_sha256"] if "audio_sha256" in table.column_names else [])
+    rows = table.select(cols).to_pylist()
     try:
         for r in sorted(rows, key=lambda r: r["id"]):
             p = r["audio_path"]
             if p not in digests:
-                digests[p] = memo.digest(p)
+                digests[p] = r.get("audio_sha256") or memo.digest(p)
             h.update(json.dumps([r["id"], r["offset"], r["duration"], digests[p]]).encode())
     finally:
         memo.close()

@@ -28,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 
 from orchestrator.audio import BadAudioError, load_audio
-from orchestrator.cache import CacheEntry, atomic_write_bytes, cache_key
+from orchestrator import storage
+from orchestrator.cache import CacheEntry, cache_key
 from orchestrator.corpus import FileHashMemo, audio_fingerprint, read_manifest, text_fingerprint
 from orchestrator.encoders.base import AudioEncoder, build_encoder
 from orchestrator.encoders.text import FrozenTextEncoder, build_text_encoder
@@ -52,7 +53,7 @@ class BadItemsError(RuntimeError):
 
 @dataclass
 class ExtractionResult:
-    cache_dir: Path
+    cache_dir: Path | str  # a Path for a local cache, the URI for a shared one
     key: str
     cache_hit: bool
     n_items: int  # manifest items with at least one row in the view
@@ -147,16 +148,20 @@ def _object_array(items: list[np.ndarray]) -> np.ndarray:
     return arr
 
 
-def actor_layout() -> tuple[int, float, float]:
+def actor_layout(use_gpus: bool | None = None) -> tuple[int, float, float]:
     """(actors, GPUs per actor, CPUs per actor). One actor per GPU on GPU clusters; on CPU-only
     clusters one actor per two CPUs, each owning its two CPUs (Ray sets the actor's torch thread
-    count from its CPU share, and decoding runs inside the same actor)."""
+    count from its CPU share, and decoding runs inside the same actor).
+
+    ``use_gpus=True`` asks for GPU actors even when no GPU node is up yet: on an autoscaling
+    cluster the pending GPU request is what makes the autoscaler start one (deciding from the
+    resources present at start would run everything on the CPU head)."""
     import ray
 
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
-    if gpus:
-        return gpus, 1.0, 1.0
+    if use_gpus or (use_gpus is None and gpus):
+        return max(1, gpus), 1.0, 1.0
     cpus = max(1, int(res.get("CPU", 1)))
     return max(1, cpus // 2), 0.0, float(min(2, cpus))
 
@@ -226,20 +231,22 @@ def _shard_table(rows: list[dict[str, Any]], dim: int, level: str, modality: str
 
 
 def extract_view(
-    manifest_path: Path,
+    manifest_path: Path | str,
     view: ViewSpec,
-    cache_root: Path,
+    cache_root: Path | str,
     *,
     skip_bad_items: bool = False,
     batch_size: int = 16,
     num_actors: int | None = None,
+    use_gpus: bool | None = None,
     shard_size: int = SHARD_SIZE,
     label: str | None = None,
     progress: bool = True,
 ) -> ExtractionResult:
     """Extract one view of a corpus once; reuse the cache entry when it is complete.
 
-    ``label`` names the view in the progress line (default: its encoder).
+    ``label`` names the view in the progress line (default: its encoder); ``use_gpus``: see
+    :func:`actor_layout` (None: GPUs if the cluster has them now).
     """
     import ray
 
@@ -251,7 +258,8 @@ def extract_view(
         enc_id, w_hash, dim, sr, enc_params = probe_t.encoder_id, probe_t.weights_hash(), probe_t.dim, 0, probe_t.params()
         del probe_t
     else:
-        plan = _audio_plan(table, FileHashMemo(Path(cache_root) / "file_hashes.sqlite"))
+        memo_dir = Path(cache_root) if not storage.is_uri(str(cache_root)) else storage.local_cache_dir()
+        plan = _audio_plan(table, FileHashMemo(memo_dir / "file_hashes.sqlite"))
         probe_a = build_encoder(view.encoder, **view.encoder_params)  # cheap for the offline encoders
         enc_id, w_hash, dim, sr, enc_params = (probe_a.encoder_id, probe_a.weights_hash(), probe_a.dim,
                                                probe_a.sample_rate, probe_a.params())
@@ -260,13 +268,13 @@ def extract_view(
               "shard_size": shard_size, "level": view.level,
               **({"pooling": "mean"} if view.level == "pooled" and view.modality == "audio" else {}),
               **({"text_source": view.text_source} if view.modality == "text" else {})}
-    entry = CacheEntry(Path(cache_root), cache_key(plan.fingerprint, enc_id, w_hash, params))
+    entry = CacheEntry(cache_root, cache_key(plan.fingerprint, enc_id, w_hash, params))
 
     def result(hit: bool, meta: dict[str, Any]) -> ExtractionResult:
         quarantined = [tuple(x) for x in meta.get("quarantined", [])]
         if quarantined and not skip_bad_items:
             raise BadItemsError(quarantined)  # type: ignore[arg-type]
-        return ExtractionResult(entry.dir, entry.key, hit, meta["n_items"], quarantined,  # type: ignore[arg-type]
+        return ExtractionResult(entry.path(), entry.key, hit, meta["n_items"], quarantined,  # type: ignore[arg-type]
                                 time.perf_counter() - t0, meta.get("audio_seconds", 0.0), enc_id, w_hash,
                                 plan.fingerprint, view.modality, list(meta.get("missing_ids", [])), meta)
 
@@ -284,18 +292,18 @@ def extract_view(
     pending = [s for s in range(n_shards) if s not in done]
     if done:
         log.info("resuming extraction into %s: %d/%d shards already done", entry.dir, len(done), n_shards)
-    quarantine_file = entry.dir / "quarantine.json"
+    quarantine_file = storage.join(entry.dir, "quarantine.json")
     # id -> reason; a dict so that re-encoding an unfinished shard after a kill records items once
     quarantined: dict[str, str] = dict(plan.bad)
-    if quarantine_file.exists():
-        quarantined.update(dict(json.loads(quarantine_file.read_text())))
+    if storage.exists(quarantine_file):
+        quarantined.update(dict(json.loads(storage.read_text(quarantine_file))))
 
     audio_seconds = 0.0
     if pending:
         keep = np.isin(shard_of, pending)
         sub = units.filter(pa.array(keep)).append_column("shard", pa.array(shard_of[keep], pa.int64()))
         expected = {s: int((shard_of == s).sum()) for s in pending}
-        actors, gpus, cpus = actor_layout()
+        actors, gpus, cpus = actor_layout(use_gpus)
         actors = num_actors or actors
         encoder_stage = {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=actors), "num_gpus": gpus,
                          "num_cpus": cpus}
@@ -373,10 +381,12 @@ def extract(manifest_path: Path, encoder_name: str, encoder_params: dict[str, An
 def _cached_ids(entry: CacheEntry) -> list[str]:
     import pyarrow.parquet as pq
 
-    parts = sorted(entry.dir.glob("part-*.parquet"))
-    return pq.read_table(parts, columns=["id"]).column("id").to_pylist() if parts else []
+    parts = storage.list_files(entry.dir, "part-", ".parquet")
+    if not parts:
+        return []
+    fs, _ = storage.filesystem(entry.dir)
+    return pq.read_table([storage.filesystem(p)[1] for p in parts], columns=["id"], filesystem=fs).column("id").to_pylist()
 
 
-def _write_quarantine(path: Path, quarantined: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(sorted(quarantined.items())).encode())
+def _write_quarantine(path: str, quarantined: dict[str, str]) -> None:
+    storage.write_text(path, json.dumps(sorted(quarantined.items())))

@@ -48,6 +48,7 @@ class Invocation:
     storage_path: str = "ray_results"
     tracking_uri: str | None = None
     from_run: str | None = None
+    gpus_per_worker: float | None = None  # None: the search space's setting ("auto": GPUs present at start)
     experiment: str = ""  # <sweep>-<time>: the Tune experiment and the MLflow parent run's name
 
     def to_json(self) -> str:
@@ -75,6 +76,8 @@ class Invocation:
             parts += ["--from-run", self.from_run]
         if self.skip_bad_items:
             parts.append("--skip-bad-items")
+        if self.gpus_per_worker is not None:
+            parts += ["--gpus-per-worker", f"{self.gpus_per_worker:g}"]
         return " ".join(parts)
 
 
@@ -111,6 +114,8 @@ def resolve(inv: Invocation) -> SweepPlan:
     """Validate an invocation and derive the plan; every problem is one :class:`ConfigError` line."""
     if inv.num_samples is not None and inv.num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {inv.num_samples}")
+    if inv.gpus_per_worker is not None and inv.gpus_per_worker < 0:
+        raise ConfigError(f"--gpus-per-worker must be >= 0, got {inv.gpus_per_worker}")
     if inv.max_epochs is not None and inv.max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, got {inv.max_epochs}")
     space = load_search_space(inv.sweep)
@@ -187,7 +192,7 @@ def resolve(inv: Invocation) -> SweepPlan:
 
 
 RESUME_FLAGS = ("profile", "data_root", "num_samples", "max_epochs", "overrides", "skip_bad_items", "cache_dir",
-                "tracking_uri", "from_run")
+                "tracking_uri", "from_run", "gpus_per_worker")
 
 
 def new_experiment(inv: Invocation) -> Invocation:
@@ -216,7 +221,7 @@ def restore_invocation(sweep: str, storage_path: str, given: dict[str, Any]) -> 
         raise ConfigError(f"--resume: nothing to resume: {experiment} finished; run without --resume for a new sweep")
     for flag in RESUME_FLAGS:
         if flag in given and given[flag] != getattr(saved, flag):
-            cli = "--" + flag.replace("_", "-")
+            cli = "--set" if flag == "overrides" else "--" + flag.replace("_", "-")
             raise ConfigError(f"--resume: {cli} {given[flag]!r} differs from the interrupted run's "
                               f"{getattr(saved, flag)!r}; omit it to continue the same sweep ({experiment})")
     saved.storage_path = storage.resolve(storage_path)

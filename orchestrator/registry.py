@@ -27,13 +27,17 @@ ENTRY_POINT_GROUP = "orchestrator.workloads"
 
 @dataclass(frozen=True)
 class Profile:
-    """A profile file's entry: config overrides plus the declared substitutions of paper parts."""
+    """A profile file's entry: config overrides plus what is declared about it against the paper:
+    substitutions of paper parts, shortened runs, ``choices`` where the paper is silent, ambiguous
+    or contradicts its own code, and ``deviations`` kept on purpose (each recorded as tags)."""
 
     name: str
     description: str
     config: dict[str, Any]
     substitutions: dict[str, str]
     shortened: dict[str, str]
+    choices: dict[str, str] = field(default_factory=dict)
+    deviations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class WorkloadInfo:
             raise ConfigError(f"workload {self.name!r} has no profile {name!r}; known: {sorted(raw)}")
         p = raw[name] or {}
         return Profile(name, p.get("description", ""), p.get("config", {}) or {},
-                       p.get("substitutions", {}) or {}, p.get("shortened", {}) or {})
+                       p.get("substitutions", {}) or {}, p.get("shortened", {}) or {},
+                       p.get("choices", {}) or {}, p.get("deviations", {}) or {})
 
 
 def _entry_points() -> dict[str, Any]:

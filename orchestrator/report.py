@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from orchestrator import storage
 from orchestrator.plan import SweepPlan
-from orchestrator.tracking import SweepTracker, read_table_json
+from orchestrator.tracking import SweepTracker, table_from_json
 
 WIDTH = 120
 OK = ("ok", "stopped-early")
@@ -156,6 +157,8 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
     summaries = wl.summary_tables(trials[trials["status"].isin(OK)]) if n_ok else {}
     for name, table in summaries.items():
         tracker.log_table(parent, name, table)
+    if n_ok:
+        _log_summary_figures(tracker, parent, wl.summary_figures(trials[trials["status"].isin(OK)]))
 
     header = [f"== {space.name} ({plan.info.name}, profile {plan.inv.profile}): {n_ok} of {plan.n_trials} "
               f"trial(s) ok" + (f", {n_pending} pending" if n_pending else "") + " =="]
@@ -184,6 +187,21 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
     return Summary(text=text, n_ok=n_ok, n_pending=n_pending, trials=trials, best_trial=best_id)
 
 
+def _log_summary_figures(tracker: SweepTracker, parent: str, figures: dict[str, Any]) -> None:
+    """The workload's parent-run figures as PNG artifacts under ``figures/``."""
+    if not figures:
+        return
+    import tempfile
+
+    from orchestrator.train import figures_to_png
+
+    with tempfile.TemporaryDirectory() as d:
+        for name, png in figures_to_png(figures).items():
+            path = Path(d) / f"{name}.png"
+            path.write_bytes(png)
+            tracker.log_artifact(parent, path, "figures")
+
+
 def _aggregate_workload_tables(plan: SweepPlan, wl: Any, tracker: SweepTracker, trials: pd.DataFrame,
                                group_cols: list[str]) -> None:
     """The workload's tables (e.g. the paper's Table 4.3) aggregated over seeds, per group."""
@@ -197,9 +215,9 @@ def _aggregate_workload_tables(plan: SweepPlan, wl: Any, tracker: SweepTracker, 
             tabs = []
             for t in g["trial_id"]:
                 art = recs.get(t, {}).get("artifacts")
-                path = Path(art) / "tables" / f"{name}.json" if art else None
-                if path is not None and path.exists():
-                    tabs.append(read_table_json(path))
+                path = storage.join(art, "tables", f"{name}.json") if art else None
+                if path is not None and storage.exists(path):
+                    tabs.append(table_from_json(storage.read_text(path)))
             if not tabs:
                 continue
             key = key if isinstance(key, tuple) else (key,)

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-items", action="store_true", default=None,
                    help="quarantine unreadable/empty/NaN items (logged to MLflow) instead of failing")
     p.add_argument("--address", help="address of a running Ray cluster, e.g. auto (default: start a local one)")
+    p.add_argument("--gpus-per-worker", type=float,
+                   help="GPUs per Train worker and per extraction actor (default: the sweep's setting, auto = "
+                        "1 if GPUs are up at start); on an autoscaling cluster give 1 so GPU nodes get started")
     p.add_argument("--cache-dir", help="view cache and local corpora (default: cache/)")
     p.add_argument("--storage-path", help="Tune/Train results and run records (default: ray_results/)")
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs and progress output")
@@ -83,6 +86,7 @@ def invocation_from_args(args: argparse.Namespace) -> Invocation:
         "profile": args.profile, "data_root": args.data_root, "num_samples": args.num_samples,
         "max_epochs": args.max_epochs, "overrides": args.overrides, "skip_bad_items": args.skip_bad_items,
         "cache_dir": args.cache_dir, "tracking_uri": args.tracking_uri, "from_run": args.from_run,
+        "gpus_per_worker": args.gpus_per_worker,
     }.items() if v is not None}
     storage_path = args.storage_path or "ray_results"
     if args.resume:
@@ -112,29 +116,40 @@ class PreparedData:
                 if self.results[spec.view_key(name)][2].missing_ids}
 
 
-def prepare_data(plan: SweepPlan, wl: Any, base: dict[str, Any]) -> PreparedData:
+def prepare_data(plan: SweepPlan, wl: Any, base: dict[str, Any], use_gpus: bool = False) -> PreparedData:
     """Build the corpus and extract every view any trial of the search space can ask for, once."""
     from orchestrator.config import validate_workload_config
-    from orchestrator.corpus import CorpusRequest, build_corpus
+    from orchestrator.corpus import CorpusRequest, build_corpus, publish_corpus
     from orchestrator.extract import extract_view
 
     t0 = time.perf_counter()
-    cache_root = Path(plan.inv.cache_dir)
+    cache = plan.inv.cache_dir
+    shared = storage.is_uri(cache)  # a bucket every node reads: corpora are built here, then published
+    staging = storage.local_cache_dir() / "corpora" if shared else Path(cache) / "corpora"
     data = PreparedData()
+    extract_actors = plan.space.resources.extract_actors
     data_root = Path(plan.inv.data_root) if plan.inv.data_root else None
     for combo in discrete_combinations(plan.space, wl.data_fields, base):
         cfg = validate_workload_config(wl.config_cls, {**base, **combo, "seed": 0}, f"search space {plan.space.name}")
         spec = wl.data_spec(cfg, plan.inv.profile)
         ck = spec.corpus_key()
         if ck not in data.manifests:
-            data.manifests[ck] = str(build_corpus(CorpusRequest(spec.corpus, plan.inv.profile, data_root,
-                                                                cache_root / "corpora", dict(spec.corpus_options))))
+            local = build_corpus(CorpusRequest(spec.corpus, plan.inv.profile, data_root, staging,
+                                               dict(spec.corpus_options)))
+            if shared:  # synthesised audio travels with it; paper audio stays on the mounted data root
+                rel = local.parent.resolve().relative_to(staging.resolve()).as_posix()
+                data.manifests[ck] = publish_corpus(local, storage.join(cache, "corpora", rel),
+                                                    with_audio=plan.inv.profile == "local")
+            else:
+                data.manifests[ck] = str(local)
         for name, view in spec.views.items():
             vk = spec.view_key(name)
             if vk in data.view_dirs:
                 continue
-            res = extract_view(Path(data.manifests[ck]), view, cache_root / "views",
-                               skip_bad_items=plan.inv.skip_bad_items, label=f"{name} ({view.describe()})")
+            res = extract_view(data.manifests[ck], view, storage.join(cache, "views"),
+                               skip_bad_items=plan.inv.skip_bad_items, label=f"{name} ({view.describe()})",
+                               use_gpus=use_gpus,
+                               num_actors=extract_actors if isinstance(extract_actors, int) else None)
             state = "cache hit" if res.cache_hit else f"extracted in {res.seconds:.0f}s"
             extra = f", {len(res.quarantined)} quarantined" if res.quarantined else ""
             extra += f", {len(res.missing_ids)} item(s) missing" if res.missing_ids else ""
@@ -195,7 +210,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     data_ctx = ray.data.DataContext.get_current()
     data_ctx.enable_progress_bars = verbose  # extraction prints its own progress line per view
     data_ctx.print_on_execution_start = verbose
-    gpus = space.resources.gpus_per_worker
+    gpus = inv.gpus_per_worker if inv.gpus_per_worker is not None else space.resources.gpus_per_worker
     gpus_per_worker = (1.0 if ray.cluster_resources().get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
 
     tracker = SweepTracker(inv.tracking_uri or DEFAULT_TRACKING_URI, space.name,
@@ -205,7 +220,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     if plan.is_eval and inv.from_run:  # the trained model fixes every training field
         source = evaluation_sweep.source_from_run(tracker.client, inv.from_run, plan, wl)
         base = source.base
-    data = prepare_data(plan, wl, base)
+    data = prepare_data(plan, wl, base, use_gpus=gpus_per_worker > 0)
     if not resume:
         record_invocation(plan)
 
@@ -216,6 +231,8 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
             "num_trials": str(plan.n_trials)}
     tags.update({f"substitution.{k}": v for k, v in profile.substitutions.items()})
     tags.update({f"shortened.{k}": v for k, v in profile.shortened.items()})
+    tags.update({f"choice.{k}": v for k, v in profile.choices.items()})
+    tags.update({f"deviation.{k}": v for k, v in profile.deviations.items()})
     if plan.epochs_note:
         tags["shortened.epochs"] = plan.epochs_note
     tags.update({f"pinned.{k}": str(v) for k, v in plan.pinned.items()})
@@ -246,11 +263,18 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
             out["source_run_id"] = sources[str(config.get("seed", 0))]["run_id"]
         return out
 
-    def on_stopped(trial: Any, ckpt_path: str) -> tuple[dict[str, float], Path]:
-        """A trial the scheduler stopped: test its best checkpoint so far (in Train storage)."""
-        ckpt = tune.Checkpoint(ckpt_path)
+    def on_stopped(trial: Any, ckpt_path: str) -> tuple[dict[str, float], str]:
+        """A trial the scheduler stopped: test its best checkpoint so far (in Train storage); its
+        artifacts go to the sweep's storage beside the trials, like a finished trial's."""
+        import shutil
+
+        ckpt = tune.Checkpoint(ckpt_path, filesystem=storage.filesystem(ctx.storage_path)[0])
         ev = evaluate_remote(ctx, dict(trial.config), ckpt)
-        return ev.metrics, write_artifacts(ev, ckpt)
+        local = write_artifacts(ev, ckpt)
+        dest = storage.join(plan.experiment_path, f"stopped-trial-{trial.trial_id}")
+        storage.upload_dir(local, dest)
+        shutil.rmtree(local, ignore_errors=True)
+        return ev.metrics, dest
 
     sources: dict[str, Any] = {}
     child_tags = {k: v for k, v in tags.items() if k not in ("profile_description", "command")}

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,9 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def read_table_json(path: Path) -> pd.DataFrame:
-    payload = json.loads(path.read_text())
+def table_from_json(text: str) -> pd.DataFrame:
+    """A table a trial wrote (pandas "split" JSON)."""
+    payload = json.loads(text)
     return pd.DataFrame(payload["data"], columns=payload["columns"])
 
 
@@ -199,14 +201,14 @@ class MlflowTrialCallback(tune.Callback):
         if result.get("checkpoint_path"):
             self.last_ckpt[trial.trial_id] = result["checkpoint_path"]
         if result.get("final"):
-            ckpt_dir = Path(trial.path) / result["checkpoint_dir_name"] if result.get("checkpoint_dir_name") else None
+            ckpt_dir = _trial_uri(trial, result["checkpoint_dir_name"]) if result.get("checkpoint_dir_name") else None
             if result.get("eval_only"):  # evaluation trials report validation once, with the test
                 self.tracker.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("val/")})
-            final = {k: v for k, v in result.items() if k.startswith(("test/", "data/", "val/", "best/"))}
-            self._log_final(run_id, {k: v for k, v in final.items() if k.startswith(("test/", "data/"))},
+            final = {k: v for k, v in result.items() if k.startswith(("test/", "test_last/", "data/", "val/", "best/"))}
+            self._log_final(run_id, {k: v for k, v in final.items() if k.startswith(("test/", "test_last/", "data/"))},
                             ckpt_dir, result)
             self.finalised.add(trial.trial_id)
-            self._record(trial, metrics=_plain(final), artifacts=str(ckpt_dir) if ckpt_dir else None)
+            self._record(trial, metrics=_plain(final), artifacts=ckpt_dir)
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         self.tracker.log_metrics(run_id, {k: v for k, v in result.items()
@@ -215,14 +217,23 @@ class MlflowTrialCallback(tune.Callback):
         if self.console:
             self.console.status(self.tracker.state.get(self.state_key, {}))
 
-    def _log_final(self, run_id: str, metrics: dict[str, Any], ckpt_dir: Path | None, result: dict) -> None:
+    def _log_final(self, run_id: str, metrics: dict[str, Any], location: str | Path | None, result: dict) -> None:
+        """Metrics, then the trial's artifacts: tables, figures, config, model. ``location`` is where
+        they are (a local directory, or the checkpoint in Tune storage, which may be a bucket)."""
         self.tracker.log_metrics(run_id, metrics)
         self.tracker.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("best")})
-        if ckpt_dir is None or not ckpt_dir.exists():
-            log.warning("trial checkpoint %s not found; tables not logged", ckpt_dir)
+        if location is None or not storage.exists(str(location)):
+            log.warning("trial artifacts %s not found; tables not logged", location)
             return
+        if storage.is_uri(str(location)):
+            with tempfile.TemporaryDirectory(prefix="trial-artifacts-") as d:
+                self._log_artifacts(run_id, storage.download_dir(str(location), d))
+        else:
+            self._log_artifacts(run_id, Path(location))
+
+    def _log_artifacts(self, run_id: str, ckpt_dir: Path) -> None:
         for table in sorted((ckpt_dir / "tables").glob("*.json")):
-            self.tracker.log_table(run_id, table.stem, read_table_json(table))
+            self.tracker.log_table(run_id, table.stem, table_from_json(table.read_text()))
         for fig in sorted((ckpt_dir / "figures").glob("*.png")):
             self.tracker.log_artifact(run_id, fig, "figures")
         if (ckpt_dir / "config.json").exists():  # what --from-run rebuilds the model from
@@ -245,7 +256,7 @@ class MlflowTrialCallback(tune.Callback):
                 metrics, art = self.on_stopped(trial, ckpt)
                 self._log_final(run_id, metrics, art, {})
                 self.finalised.add(trial.trial_id)
-                self._record(trial, metrics=_plain(metrics), artifacts=str(art))
+                self._record(trial, metrics=_plain(metrics), artifacts=art)
         rec = self._record(trial, status=status)
         self.tracker.finish(run_id, "FINISHED")
         if self.console:
@@ -268,6 +279,11 @@ class MlflowTrialCallback(tune.Callback):
                 self._record(trial, status="pending")
                 if trial.trial_id in self.tracker.state["children"]:
                     self.tracker.finish(self.tracker.state["children"][trial.trial_id], "KILLED")
+
+
+def _trial_uri(trial: Any, name: str) -> str:
+    """A trial's file or directory in Tune storage as a URI (Tune keeps scheme-less bucket paths)."""
+    return storage.uri(trial.storage.storage_filesystem, f"{trial.path}/{name}")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, float]:

@@ -3,9 +3,12 @@
 The Tune function trainable builds a ``TorchTrainer`` over the cached embeddings (Ray Data shards:
 the train split is split across workers, validation is given whole to every worker), the workers
 report validation metrics every ``eval_every`` epochs (forwarded to Tune, and so to ASHA, by
-``TuneReportCallback``) and checkpoint the model when validation improves. After ``fit`` the trial
-reloads the best checkpoint, evaluates it on the test split and reports the test metrics with a
-checkpoint holding the result tables and figures; the driver's MLflow callback logs those.
+``TuneReportCallback``) and checkpoint the model when validation improves; the final round's
+checkpoint also carries the last epoch's weights. After ``fit`` the trial evaluates the best
+checkpoint on the test split (``test/...``, with the result tables and figures) and the last
+epoch's weights too (``test_last/...``: papers that test after ``fit`` without reloading, as
+Lightning's ``trainer.test(model)`` does, report those), and reports both with a checkpoint
+holding the tables and figures; the driver's MLflow callback logs those.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import torch
 from orchestrator.views import JoinReport, read_joined
 from orchestrator.workload import Workload, load_workload
 
-MODEL_FILE = "model.pt"
+MODEL_FILE = "model.pt"  # the best-validation weights
+LAST_FILE = "last.pt"  # the last epoch's weights, in the final checkpoint when they are not the best
 MAX_MODEL_COPY_BYTES = 50 * 2**20  # heads travel with the trial's artifacts into MLflow; fine-tuned encoders do not
 
 
@@ -105,12 +109,16 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     opt, scheduler = wl.configure_optimizer(model, cfg, train) if epochs else (None, None)
     metric, mode = loop_cfg["metric"], loop_cfg["mode"]
     best = -math.inf if mode == "max" else math.inf
+    # rank 0 keeps the best weights on local disk, so the final checkpoint (the one Train always
+    # keeps, and the one a stopped trial is tested from) holds the best and the last together
+    keep = tempfile.mkdtemp(prefix="best-") if rank == 0 else ""
 
-    def validate_and_report(epoch: int, train_loss: float) -> None:
+    def validate_and_report(epoch: int, train_loss: float, train_metrics: dict[str, float]) -> None:
         """Validation on rank 0; the model is checkpointed (with the input dims it was built
-        for, so evaluation rebuilds the same shapes) when validation improves."""
+        for, so evaluation rebuilds the same shapes) when validation improves, and at the final
+        round in any case, with the last weights beside the best."""
         nonlocal best
-        metrics: dict[str, Any] = {"epoch": epoch, "train/loss": train_loss}
+        metrics: dict[str, Any] = {"epoch": epoch, "train/loss": train_loss, **train_metrics}
         d = None
         if rank == 0:
             model.eval()
@@ -119,36 +127,57 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
             value = metrics[metric]
             if not math.isfinite(value):
                 raise TrialFailed(f"diverged: validation {metric} is {value} at epoch {epoch}")
-            if value > best if mode == "max" else value < best:
+            improved = value > best if mode == "max" else value < best
+            final = epoch >= epochs - 1
+            state = {"model": _unwrap(model).state_dict(), "epoch": epoch, metric: value, "in_dim": in_dim}
+            if improved:
                 best = value
+                torch.save(state, os.path.join(keep, MODEL_FILE))
+            if improved or final:
                 d = tempfile.mkdtemp(prefix="ckpt-")
-                torch.save({"model": _unwrap(model).state_dict(), "epoch": epoch, metric: value, "in_dim": in_dim},
-                           os.path.join(d, MODEL_FILE))
+                _link_or_copy(os.path.join(keep, MODEL_FILE), os.path.join(d, MODEL_FILE))
+                if not improved:
+                    torch.save(state, os.path.join(d, LAST_FILE))
             metrics["best/" + metric] = best
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if d else None)
         if d:  # report() has copied it into Train storage
             shutil.rmtree(d, ignore_errors=True)
 
-    if epochs == 0:  # nothing to train (a closed-form or untrained baseline): validate it once
-        validate_and_report(0, math.nan)
-    for epoch in range(epochs):
-        model.train()
-        total, n = 0.0, 0
-        for batch in wl.train_batches(train, cfg, epoch, rng):
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            loss = wl.loss(model(batch), batch, cfg, epoch)
-            if not torch.isfinite(loss):
-                raise TrialFailed(f"diverged: loss is {loss.item()} at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if scheduler is not None:  # schedules are stepped per batch (warm-up, cosine decay)
-                scheduler.step()
-            total += float(loss.detach())
-            n += 1
-        if (epoch + 1) % every and epoch + 1 != epochs:
-            continue
-        validate_and_report(epoch, total / max(n, 1))
+    try:
+        if epochs == 0:  # nothing to train (a closed-form or untrained baseline): validate it once
+            validate_and_report(0, math.nan, {})
+        train_metrics: dict[str, float] = {}
+        for epoch in range(epochs):
+            model.train()
+            total, n = 0.0, 0
+            for batch in wl.train_batches(train, cfg, epoch, rng):
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                loss = wl.loss(model(batch), batch, cfg, epoch)
+                if not torch.isfinite(loss):
+                    raise TrialFailed(f"diverged: loss is {loss.item()} at epoch {epoch}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if scheduler is not None:  # schedules are stepped per batch (warm-up, cosine decay)
+                    scheduler.step()
+                total += float(loss.detach())
+                n += 1
+            train_metrics.update(wl.epoch_metrics(epoch))
+            if (epoch + 1) % every and epoch + 1 != epochs:
+                continue
+            validate_and_report(epoch, total / max(n, 1), train_metrics)
+            train_metrics.clear()
+    finally:
+        if keep:
+            shutil.rmtree(keep, ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the file system allows one (a fine-tuned encoder is gigabytes)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy(src, dst)
 
 
 def _root_cause(e: BaseException) -> str:
@@ -208,7 +237,18 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # the tested checkpoint is the best-validation one: its value is the trial's headline
     final = {**ev.metrics, ctx.metric: ev.best_value, f"best/{ctx.metric}": ev.best_value,
              "best_epoch": ev.best_epoch, "final": 1}
-    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(write_artifacts(ev, ckpt))))
+    _report_and_clean(final, write_artifacts(ev, ckpt))
+
+
+def _report_and_clean(metrics: dict[str, Any], artifacts: Path) -> None:
+    """Report the trial's final result; Tune copies the artifacts into its storage (local or a
+    bucket) before ``report`` returns, so the node's temporary copy is removed."""
+    from ray import tune
+
+    try:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(artifacts)))
+    finally:
+        shutil.rmtree(artifacts, ignore_errors=True)
 
 
 def _build_loaded(wl: Workload, cfg: Any, data: Any, state: dict[str, Any]) -> torch.nn.Module:
@@ -233,17 +273,31 @@ class Evaluation:
 
 def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:
     """Evaluate a trained checkpoint on the test split (runs as a Ray task with the trial's CPUs
-    and GPU, on whichever node has them; the checkpoint comes from Train storage)."""
+    and GPU, on whichever node has them; the checkpoint comes from Train storage): the best
+    weights as ``test/...`` with tables and figures, the last epoch's as ``test_last/...``."""
     wl = load_workload(workload)
     cfg = wl.config_cls.model_validate(config)
     with ckpt.as_directory() as d:
         state = torch.load(os.path.join(d, MODEL_FILE), map_location="cpu", weights_only=True)
+        last_path = os.path.join(d, LAST_FILE)
+        last_state = torch.load(last_path, map_location="cpu", weights_only=True) if os.path.exists(last_path) else None
     table, report = trial_tables(wl, cfg, ctx, ("test",))
     test = wl.to_data(table)
-    model = _build_loaded(wl, cfg, test, state).to("cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = _build_loaded(wl, cfg, test, state).to(device)
     with torch.no_grad():
         metrics, tables, figures = wl.evaluate(model, test, cfg)
-    metrics = {**metrics, "data/test_dropped_items": len(report.dropped)}
+    del model
+    last_metrics, last_epoch = metrics, int(state["epoch"])  # no last.pt: the last round was the best
+    if last_state is not None:
+        last_model = _build_loaded(wl, cfg, test, last_state).to(device)
+        with torch.no_grad():
+            last_metrics, _, _ = wl.evaluate(last_model, test, cfg)
+        del last_model
+        last_epoch = int(last_state["epoch"])
+    metrics = {**metrics, **{"test_last/" + k.removeprefix("test/"): v for k, v in last_metrics.items()
+                             if k.startswith("test/")},
+               "test_last/epoch": last_epoch, "data/test_dropped_items": len(report.dropped)}
     return Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
                       figures_to_png(figures), cfg.model_dump(mode="json"), float(state[ctx.metric]),
                       int(state["epoch"]))
@@ -306,7 +360,6 @@ def run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str,
     evaluated with the trial's inference fields on validation (what the sweep selects on) and on
     test (what is reported for the selected value). The trainable holds the trial's resources."""
     import ray
-    from ray import tune
 
     wl = load_workload(ctx.workload)
     cfg = wl.config_cls.model_validate(config)
@@ -322,5 +375,5 @@ def run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str,
     metrics = {**metrics, "data/test_dropped_items": len(report.dropped)}
     ev = Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
                     figures_to_png(figures), cfg.model_dump(mode="json"), value, int(state.get("epoch", -1)))
-    tune.report({**val_metrics, **metrics, f"best/{ctx.metric}": value, "final": 1, "eval_only": 1},
-                checkpoint=tune.Checkpoint.from_directory(str(write_artifacts(ev))))
+    _report_and_clean({**val_metrics, **metrics, f"best/{ctx.metric}": value, "final": 1, "eval_only": 1},
+                      write_artifacts(ev))

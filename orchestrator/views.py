@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from orchestrator import storage
 from orchestrator.corpus import read_manifest
 
 Modality = Literal["audio", "text"]
@@ -130,12 +131,15 @@ class JoinReport:
 
 
 def read_view(cache_dir: str | Path) -> pa.Table:
-    """All rows of a complete cache entry (its ``part-*.parquet`` shards)."""
-    cache_dir = Path(cache_dir)
-    parts = sorted(cache_dir.glob("part-*.parquet"))
-    if not (cache_dir / "meta.json").exists():
+    """All rows of a complete cache entry (its ``part-*.parquet`` shards), local or in a bucket."""
+    cache_dir = str(cache_dir)
+    if not storage.exists(storage.join(cache_dir, "meta.json")):
         raise FileNotFoundError(f"view cache {cache_dir} is incomplete (no meta.json)")
-    return pq.read_table(parts) if parts else pa.table({"id": pa.array([], pa.string())})
+    parts = storage.list_files(cache_dir, "part-", ".parquet")
+    if not parts:
+        return pa.table({"id": pa.array([], pa.string())})
+    fs, _ = storage.filesystem(cache_dir)
+    return pq.read_table([storage.filesystem(p)[1] for p in parts], filesystem=fs)
 
 
 def _group_text_rows(table: pa.Table, ids: list[str], name: str) -> dict[str, pa.Array]:
@@ -163,7 +167,7 @@ def read_joined(manifest_path: str | Path, views: dict[str, str | Path], splits:
     ``views`` maps a view name to its complete cache entry. Rows come out sorted by id; items
     absent from any view are dropped and listed in the report.
     """
-    manifest = read_manifest(Path(manifest_path))
+    manifest = read_manifest(manifest_path)
     manifest = manifest.filter(pc.is_in(manifest.column("split"), value_set=pa.array(list(splits))))
     manifest = manifest.select(list(MANIFEST_COLUMNS)).sort_by("id")
     report = JoinReport(n_manifest_items=manifest.num_rows)
@@ -171,7 +175,7 @@ def read_joined(manifest_path: str | Path, views: dict[str, str | Path], splits:
     loaded: dict[str, tuple[pa.Table, dict[str, Any]]] = {}
     keep = set(wanted)
     for name, cache_dir in views.items():
-        meta = json.loads((Path(cache_dir) / "meta.json").read_text())
+        meta = json.loads(storage.read_text(storage.join(str(cache_dir), "meta.json")))
         table = read_view(cache_dir)
         table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(wanted, pa.string())))
         have = set(table.column("id").to_pylist())

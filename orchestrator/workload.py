@@ -95,6 +95,12 @@ class Workload(ABC):
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Any,
              epoch: int) -> torch.Tensor: ...
 
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        """Training-side metrics of the epoch just finished (names start with ``train/``), e.g.
+        how a sampler fared; called on every worker after each epoch, and the latest values go
+        into the next report (rank 0's reach Tune and MLflow, step = epoch)."""
+        return {}
+
     @abstractmethod
     def epochs(self, cfg: Any) -> int: ...
 
@@ -129,4 +135,10 @@ class Workload(ABC):
         """Tables for the parent run built from all finished trials at once (one row per trial:
         searched params, ``seed``, ``test/...`` metrics), e.g. a paper's results table with one row
         per system and mean ± std over seeds (``orchestrator.report.mean_std``)."""
+        return {}
+
+    def summary_figures(self, trials: Any) -> dict[str, Any]:
+        """Figures for the parent run from the same rows (name -> matplotlib Figure, logged as
+        ``figures/<name>.png``), e.g. a validation metric against an inference field over the
+        trials of an evaluation sweep: a curve no single trial can draw."""
         return {}

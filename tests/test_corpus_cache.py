@@ -103,7 +103,7 @@ def test_cache_entry_shards_and_completion(tmp_path: Path) -> None:
     manifest = write_manifest(manifest_table([
         {**r, "id": i, "split": sp, "label": lab} for r, i, sp, lab in
         zip(rows(), ["a", "b", "c"], ["test", "test", "train"], ["y", "x", "x"])]), tmp_path / "m.parquet")
-    (e.dir / ".part-00002.parquet.tmp99").write_bytes(b"half")  # a killed writer's leftover
+    (Path(e.dir) / ".part-00002.parquet.tmp99").write_bytes(b"half")  # a killed writer's leftover
     assert e.done_shards() == {1} and not e.is_complete()
     with pytest.raises(FileNotFoundError, match="incomplete"):
         load_embeddings(e.dir)

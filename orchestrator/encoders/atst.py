@@ -47,6 +47,7 @@ from torch import nn
 from transformers.audio_utils import mel_filter_bank
 
 from orchestrator.encoders.base import (
+    checkpoint_file,
     AudioEncoder,
     EncoderUnavailableError,
     hash_files,
@@ -369,7 +370,7 @@ class ATSTFrameEncoder(AudioEncoder):
         db_clamp: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.checkpoint = Path(checkpoint).expanduser()
+        self.checkpoint = checkpoint_file(checkpoint)
         self.model = load_atst_checkpoint(self.checkpoint, num_heads=num_heads, output_blocks=output_blocks)
         self.logmel = ATSTLogMel(db_clamp)
         self.dim = self.model.out_dim

@@ -102,6 +102,19 @@ def load_strict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: Pa
         )
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """A weights file given by path or URI (``s3://...``): on a cluster, encoder checkpoints live in
+    the shared bucket and each node fetches its copy once (``orchestrator.storage.local_copy``)."""
+    from orchestrator import storage
+
+    if storage.is_uri(str(path)):
+        try:
+            return storage.local_copy(str(path))
+        except (FileNotFoundError, OSError) as e:
+            raise EncoderUnavailableError(f"checkpoint not found: {path} ({one_line(e)})") from None
+    return Path(path).expanduser()
+
+
 def hash_files(paths: Iterable[Path]) -> str:
     h = hashlib.sha256()
     for p in sorted(Path(p) for p in paths):

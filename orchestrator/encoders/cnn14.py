@@ -43,6 +43,7 @@ from torch import nn
 from transformers.audio_utils import mel_filter_bank
 
 from orchestrator.encoders.base import (
+    checkpoint_file,
     AudioEncoder,
     EncoderUnavailableError,
     hash_files,
@@ -194,7 +195,7 @@ class Cnn14Encoder(AudioEncoder):
                 f"encoder 'cnn14' needs a checkpoint file: download {RELEASE_URL} and pass "
                 "audio_encoder_params='{checkpoint: /path/Cnn14_mAP=0.431.pth}'"
             )
-        self.checkpoint = Path(checkpoint).expanduser()
+        self.checkpoint = checkpoint_file(checkpoint)
         self.model = load_cnn14_checkpoint(self.checkpoint)
         self.batch_size = batch_size
         self._hash: str | None = None

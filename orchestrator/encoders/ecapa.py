@@ -48,6 +48,7 @@ import yaml
 from torch import nn
 
 from orchestrator.encoders.base import (
+    checkpoint_file,
     AudioEncoder,
     EncoderUnavailableError,
     hash_files,
@@ -452,7 +453,15 @@ class SpeechBrainFbank:
 def load_ecapa(source: str | Path) -> tuple[ECAPA_TDNN, SpeechBrainECAPAHparams, Path]:
     """Model (eval mode), settings and checkpoint path from a directory holding the released
     ``hyperparams.yaml`` and ``embedding_model.ckpt``."""
-    src = Path(source).expanduser()
+    if "://" in str(source):  # the released files in a bucket: fetched once per node
+        src = checkpoint_file(f"{str(source).rstrip('/')}/embedding_model.ckpt").parent
+        hp_file = checkpoint_file(f"{str(source).rstrip('/')}/hyperparams.yaml")
+        if hp_file.parent != src:
+            import shutil
+
+            shutil.copy(hp_file, src / "hyperparams.yaml")
+    else:
+        src = Path(source).expanduser()
     if not src.is_dir():
         raise EncoderUnavailableError(f"ECAPA-TDNN source directory not found: {src} (files of {MODEL_CARD})")
     hp = read_hyperparams(src / "hyperparams.yaml")

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from orchestrator.encoders.base import (
+    checkpoint_file,
     AudioEncoder,
     EncoderUnavailableError,
     hash_files,
@@ -342,7 +343,7 @@ class PaSSTEncoder(AudioEncoder):
                 f"encoder 'passt' needs a checkpoint file: download {RELEASE_URL} and pass "
                 "audio_encoder_params='{checkpoint: /path/passt-s-kd-ap.486.pt}'"
             )
-        self.checkpoint = Path(checkpoint).expanduser()
+        self.checkpoint = checkpoint_file(checkpoint)
         self.model = load_passt_checkpoint(self.checkpoint, output=output, num_heads=num_heads,
                                            fstride=fstride, tstride=tstride)
         self.logmel = PaSSTLogMel()
