@@ -35,9 +35,7 @@ def main() -> None:
     from orchestrator.corpus import CorpusRequest, build_corpus, read_manifest
     from orchestrator.encoders.base import build_encoder
     from orchestrator.extract import extract
-    from orchestrator.workload import load_workload
-
-    load_workload("qbe")  # registers the QbE corpora
+    from workloads.qbe import corpus_local  # noqa: F401  (registers the QbE corpora)
     manifest = build_corpus(CorpusRequest(args.corpus, "local", None, args.work_dir.resolve(), {"n_words": args.n_words}))
     rows = read_manifest(manifest).to_pylist()
     device = "cuda" if torch.cuda.is_available() else "cpu"

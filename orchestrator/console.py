@@ -52,6 +52,10 @@ def quiet_ray(verbose: bool) -> None:
     logging.getLogger("ray.data._internal.progress").addFilter(
         lambda r: "Progress bars" not in r.getMessage())
     logging.getLogger("ray.tune.tune").addFilter(_TuneHintFilter())
+    # Tune builds a result grid from each trial's result.json after fit(); the sweep reads its own
+    # run records instead, so a resumed trial whose file Tune has not synced yet is no concern here
+    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(
+        lambda r: "Failed to fetch metrics" not in r.getMessage())
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_TuneHintFilter())
 
 

@@ -99,7 +99,14 @@ class SweepPlan:
 
     @property
     def experiment_path(self) -> str:
+        """Tune's experiment directory (Tune owns it: on resume it re-uploads its own copy)."""
         return storage.join(self.sweep_root, self.inv.experiment)
+
+    @property
+    def records_path(self) -> str:
+        """Our run records (invocation, MLflow run ids, trial outcomes), beside Tune's directory:
+        Tune syncs the experiment directory from a local staging copy and would overwrite them."""
+        return records_path(self.sweep_root, self.inv.experiment)
 
     @property
     def searched(self) -> list[str]:
@@ -195,6 +202,10 @@ RESUME_FLAGS = ("profile", "data_root", "num_samples", "max_epochs", "overrides"
                 "tracking_uri", "from_run", "gpus_per_worker")
 
 
+def records_path(sweep_root: str, experiment: str) -> str:
+    return storage.join(sweep_root, "records", experiment)
+
+
 def new_experiment(inv: Invocation) -> Invocation:
     space_name = Path(inv.sweep).stem if inv.sweep.endswith(".yaml") else inv.sweep
     inv.experiment = f"{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -211,12 +222,12 @@ def restore_invocation(sweep: str, storage_path: str, given: dict[str, Any]) -> 
     if not storage.exists(latest):
         raise ConfigError(f"--resume: nothing to resume: no earlier run of {space_name!r} under {root}")
     experiment = storage.read_text(latest).strip()
-    inv_file = storage.join(root, experiment, INVOCATION_FILE)
+    inv_file = storage.join(records_path(root, experiment), INVOCATION_FILE)
     if not storage.exists(inv_file):
         raise ConfigError(f"--resume: nothing to resume: {experiment} has no {INVOCATION_FILE} (made before "
                           "resume kept invocations; start it again without --resume)")
     saved = Invocation.from_json(storage.read_text(inv_file))
-    tracking = storage.join(root, experiment, TRACKING_FILE)
+    tracking = storage.join(records_path(root, experiment), TRACKING_FILE)
     if storage.exists(tracking) and json.loads(storage.read_text(tracking)).get("status") == "FINISHED":
         raise ConfigError(f"--resume: nothing to resume: {experiment} finished; run without --resume for a new sweep")
     for flag in RESUME_FLAGS:
@@ -229,5 +240,5 @@ def restore_invocation(sweep: str, storage_path: str, given: dict[str, Any]) -> 
 
 
 def record_invocation(plan: SweepPlan) -> None:
-    storage.write_text(storage.join(plan.experiment_path, INVOCATION_FILE), plan.inv.to_json())
+    storage.write_text(storage.join(plan.records_path, INVOCATION_FILE), plan.inv.to_json())
     storage.write_text(storage.join(plan.sweep_root, LATEST_FILE), plan.inv.experiment)

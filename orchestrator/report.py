@@ -182,7 +182,8 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
         for name, table in summaries.items():
             text += f"\n\n{name}:\n" + console_table(table, list(table.columns))
     elif not agg.empty and (group_cols or n_ok > 1):
-        show = [c for c in agg.columns if not str(c).startswith("test/") or c in headline]
+        show = [c for c in agg.columns if not str(c).startswith(("test/", "best/"))] + \
+            [c for c in [metric, *headline] if c in agg.columns]  # the trials table's order
         text += "\n\nmean ± std over seeds:\n" + console_table(agg, show)
     return Summary(text=text, n_ok=n_ok, n_pending=n_pending, trials=trials, best_trial=best_id)
 

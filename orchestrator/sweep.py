@@ -112,8 +112,8 @@ class PreparedData:
 
     def missing_for(self, spec: Any) -> dict[str, list[str]]:
         """Items each view of ``spec`` lacks (quarantined there), manifest-wide."""
-        return {name: self.results[spec.view_key(name)][2].missing_ids for name in spec.views
-                if self.results[spec.view_key(name)][2].missing_ids}
+        found = {name: self.results[spec.view_key(name)][2] for name in spec.views if spec.view_key(name) in self.results}
+        return {name: r.missing_ids for name, r in found.items() if r.missing_ids}
 
 
 def prepare_data(plan: SweepPlan, wl: Any, base: dict[str, Any], use_gpus: bool = False) -> PreparedData:
@@ -214,7 +214,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     gpus_per_worker = (1.0 if ray.cluster_resources().get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
 
     tracker = SweepTracker(inv.tracking_uri or DEFAULT_TRACKING_URI, space.name,
-                           storage.join(plan.experiment_path, TRACKING_FILE))
+                           storage.join(plan.records_path, TRACKING_FILE))
     source = None
     base = dict(plan.base)
     if plan.is_eval and inv.from_run:  # the trained model fixes every training field
@@ -271,7 +271,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
         ckpt = tune.Checkpoint(ckpt_path, filesystem=storage.filesystem(ctx.storage_path)[0])
         ev = evaluate_remote(ctx, dict(trial.config), ckpt)
         local = write_artifacts(ev, ckpt)
-        dest = storage.join(plan.experiment_path, f"stopped-trial-{trial.trial_id}")
+        dest = storage.join(plan.records_path, f"stopped-trial-{trial.trial_id}")
         storage.upload_dir(local, dest)
         shutil.rmtree(local, ignore_errors=True)
         return ev.metrics, dest
@@ -368,7 +368,10 @@ def tune_param_space(plan: SweepPlan, base: dict[str, Any], seeds: list[int] | N
     from ray import tune
 
     space = plan.space
-    out: dict[str, Any] = dict(base)
+    # every config field, defaults included: each trial's MLflow params then show the whole
+    # setting (a paper choice left at its default is as visible as one the profile sets)
+    full = plan.info.config_cls.model_validate({**base, "seed": 0}).model_dump(mode="json", exclude={"seed"})
+    out: dict[str, Any] = {**full, **base}
     for key, spec in space.param_space.items():
         if spec.type == "loguniform":
             out[key] = tune.loguniform(spec.low, spec.high)

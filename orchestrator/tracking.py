@@ -3,8 +3,8 @@ invocation, one child run per trial (``mlflow.parentRunId``).
 
 Only the driver writes (a sqlite store takes one writer): trials hand their tables and figures
 over in their final Tune checkpoint, and :class:`MlflowTrialCallback` (a Tune callback, so it runs
-in the driver) logs them. The parent and child run ids are kept in ``tracking.json`` beside the
-Tune experiment, so ``--resume`` continues the same runs.
+in the driver) logs them. The parent and child run ids are kept in ``tracking.json`` in the
+sweep's records (beside Tune's experiment directory), so ``--resume`` continues the same runs.
 """
 
 from __future__ import annotations
@@ -122,7 +122,19 @@ class SweepTracker:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
     def log_table(self, run_id: str, name: str, df: pd.DataFrame) -> None:
-        self.client.log_table(run_id, data=df, artifact_file=f"tables/{name}.json")
+        """``tables/<name>.json`` in MLflow's table format, REPLACING an earlier version:
+        ``MlflowClient.log_table`` appends to an existing file, which doubled every row of a
+        resumed sweep's trials table (and of a re-run trial's tables)."""
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        path = f"tables/{name}.json"
+        with tempfile.TemporaryDirectory() as d:
+            local = Path(d) / f"{name}.json"
+            df.to_json(local, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(local), "tables")
+        logged = json.loads(self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        if {"path": path, "type": "table"} not in logged:  # what the MLflow UI lists as a table
+            self.client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, {"path": path, "type": "table"}]))
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)

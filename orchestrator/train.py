@@ -71,6 +71,10 @@ def _materialise(it: Any, wl: Workload) -> Any:
 def trial_tables(wl: Workload, cfg: Any, ctx: TrialContext, splits: tuple[str, ...]) -> tuple[pa.Table, JoinReport]:
     """The views of ``cfg`` joined on item id for some splits (see ``orchestrator.views``)."""
     spec = wl.data_spec(cfg, ctx.profile)
+    missing = [name for name in spec.views if spec.view_key(name) not in ctx.data]
+    if missing or spec.corpus_key() not in ctx.manifests:
+        raise TrialFailed(f"this trial asks for data the sweep did not prepare ({missing or spec.corpus}): a config "
+                          f"field that decides it is missing from {wl.name}'s data_fields")
     views = {name: ctx.data[spec.view_key(name)] for name in spec.views}
     return read_joined(ctx.manifests[spec.corpus_key()], views, splits)
 

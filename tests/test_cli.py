@@ -60,7 +60,7 @@ def test_help_documents_every_flag() -> None:
 
 
 def write_run(root: Path, inv: Invocation, status: str | None = None) -> None:
-    exp = root / "qbe_margin" / inv.experiment
+    exp = root / "qbe_margin" / "records" / inv.experiment
     exp.mkdir(parents=True)
     (exp / "invocation.json").write_text(inv.to_json())
     (root / "qbe_margin" / "LATEST").write_text(inv.experiment)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from orchestrator.encoders.base import EncoderUnavailableError, hash_files
+from orchestrator.encoders.base import EncoderUnavailableError, Registry, hash_files
 from orchestrator.encoders.spectrogram_cnn import hf_local_dir, hf_unavailable, hf_weight_files
 
 
@@ -55,29 +54,10 @@ class Transcriber(ABC):
         return self
 
 
-_TRANSCRIBERS: dict[str, Callable[..., Transcriber]] = {}
-
-
-def register_transcriber(name: str) -> Callable[[Callable[..., Transcriber]], Callable[..., Transcriber]]:
-    def deco(factory: Callable[..., Transcriber]) -> Callable[..., Transcriber]:
-        _TRANSCRIBERS[name] = factory
-        return factory
-
-    return deco
-
-
-def build_transcriber(name: str, **kwargs: Any) -> Transcriber:
-    from orchestrator import encoders as _  # noqa: F401  (registers the built-in transcribers)
-
-    if name not in _TRANSCRIBERS:
-        raise EncoderUnavailableError(f"unknown transcriber {name!r}; known: {sorted(_TRANSCRIBERS)}")
-    return _TRANSCRIBERS[name](**kwargs)
-
-
-def known_transcribers() -> list[str]:
-    from orchestrator import encoders as _  # noqa: F401
-
-    return sorted(_TRANSCRIBERS)
+TRANSCRIBERS: Registry[Transcriber] = Registry("transcriber")
+register_transcriber = TRANSCRIBERS.register
+build_transcriber = TRANSCRIBERS.build
+known_transcribers = TRANSCRIBERS.known
 
 
 def _check_waves(waves: list[np.ndarray]) -> list[np.ndarray]:

@@ -12,10 +12,13 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
+
+
+T = TypeVar("T")
 
 
 class EncoderUnavailableError(RuntimeError):
@@ -124,26 +127,36 @@ def hash_files(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-_REGISTRY: dict[str, Callable[..., AudioEncoder]] = {}
+class Registry(Generic[T]):
+    """Named factories of one kind (audio encoders, text encoders, transcribers): what a config
+    string like ``encoder: ge2e`` builds. Building imports ``orchestrator.encoders`` first, which
+    registers the built-in ones."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            self._factories[name] = factory
+            return factory
+
+        return deco
+
+    def build(self, name: str, **kwargs: Any) -> T:
+        from orchestrator import encoders as _  # noqa: F401  (registers the built-in ones)
+
+        if name not in self._factories:
+            raise EncoderUnavailableError(f"unknown {self.kind} {name!r}; known: {sorted(self._factories)}")
+        return self._factories[name](**kwargs)
+
+    def known(self) -> list[str]:
+        from orchestrator import encoders as _  # noqa: F401
+
+        return sorted(self._factories)
 
 
-def register_encoder(name: str) -> Callable[[Callable[..., AudioEncoder]], Callable[..., AudioEncoder]]:
-    def deco(factory: Callable[..., AudioEncoder]) -> Callable[..., AudioEncoder]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def build_encoder(name: str, **kwargs: Any) -> AudioEncoder:
-    from orchestrator import encoders as _  # noqa: F401  (registers the built-in encoders)
-
-    if name not in _REGISTRY:
-        raise EncoderUnavailableError(f"unknown encoder {name!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**kwargs)
-
-
-def known_encoders() -> list[str]:
-    from orchestrator import encoders as _  # noqa: F401
-
-    return sorted(_REGISTRY)
+AUDIO_ENCODERS: Registry[AudioEncoder] = Registry("encoder")
+register_encoder = AUDIO_ENCODERS.register
+build_encoder = AUDIO_ENCODERS.build
+known_encoders = AUDIO_ENCODERS.known

