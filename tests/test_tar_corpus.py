@@ -220,7 +220,7 @@ def expected_rows(durations: dict[str, float], audio_dir: Path) -> list[dict]:
     return [
         {"id": f"{split_of[s]}/{n}", "split": split_of[s], "audio_path": str((audio_dir / s / n).resolve()),
          "sr": 44100, "offset": 0.0, "duration": durations[n], "texts": captions_for(n),
-         "label": f"{split_of[s]}/{n}", "speaker": None, "language": None}
+         "label": f"{split_of[s]}/{n}", "speaker": None, "language": None, "meta": None, "audio_sha256": None}
         for s, names in FIXTURE.items() for n in names
     ]  # fmt: skip
 
