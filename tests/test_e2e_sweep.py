@@ -17,7 +17,7 @@ TINY = {"dataset": "swedish", "n_words": 16, "epochs": 10, "eval_every": 5, "bat
 def space_file(tmp: Path, name: str, body: str) -> str:
     fixed = "\n".join(f"  {k}: {v}" for k, v in TINY.items())
     path = tmp / f"{name}.yaml"
-    path.write_text(f"workload: qbe\nfixed:\n{fixed}\nmetric: val/silhouette\nmode: max\n{body}")
+    path.write_text(f"workload: qbe\nfixed:\n{fixed}\nmetric: val/silhouette_labels\nmode: max\n{body}")
     return str(path)
 
 
@@ -64,9 +64,9 @@ num_samples: 2
     # the headline is the best validation value; the parent names the best trial, first in its table
     trials = json.loads(Path(client.download_artifacts(parent.info.run_id, "tables/trials.json", str(work))).read_text())
     first = dict(zip(trials["columns"], trials["data"][0]))
-    best = max(children, key=lambda c: c.data.metrics["best/val/silhouette"])
+    best = max(children, key=lambda c: c.data.metrics["best/val/silhouette_labels"])
     assert tags["best_trial"] == first["trial_id"] == best.data.tags["trial_id"]
-    assert first["best/val/silhouette"] == pytest.approx(best.data.metrics["best/val/silhouette"])
+    assert first["best/val/silhouette_labels"] == pytest.approx(best.data.metrics["best/val/silhouette_labels"])
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED"
@@ -75,7 +75,7 @@ num_samples: 2
             assert 0.0 <= m[f"test/original/{key}"] <= 1.0 or key == "silhouette"
             assert f"test/transformed/{key}" in m
         assert float(child.data.params["lr"]) > 0 and child.data.params["n_words"] == "16"
-        hist = client.get_metric_history(child.info.run_id, "val/silhouette")
+        hist = client.get_metric_history(child.info.run_id, "val/silhouette_labels")
         assert [h.step for h in hist][:1] == [4]  # epoch index of the first validation round
         tables = {a.path for a in client.list_artifacts(child.info.run_id, "tables")}
         assert {"tables/qbe_retrieval.json", "tables/qbe_clustering.json", "tables/qbe_neighbours.json"} <= tables

@@ -14,7 +14,14 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from orchestrator.distributed import gather_no_grad, gather_sequences_with_grad, gather_with_grad
-from workloads.tar.losses import SIGMOID_PARAM_LR, SigmoidLoss, nt_xent, nt_xent_from_scores, positive_mask
+from workloads.tar.losses import (
+    SIGMOID_PARAM_LR,
+    SigmoidLoss,
+    nt_xent,
+    nt_xent_from_scores,
+    nt_xent_per_positive_from_scores,
+    positive_mask,
+)
 from workloads.tar.tap import TAP
 
 # ---- hand cases --------------------------------------------------------------------------------
@@ -92,6 +99,39 @@ def test_nt_xent_symmetry_and_permutation_invariance():
     assert nt_xent(text, audio, ids, ids, 0.1).item() == pytest.approx(loss.item(), abs=1e-6)
     perm = torch.tensor([3, 0, 4, 1, 2])
     assert nt_xent(audio[perm], text, ids[perm], ids, 0.1).item() == pytest.approx(loss.item(), abs=1e-6)
+
+
+def _salsa_loss(C: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+    """The thesis' code (salsa training_step) written out: C is [audio, text] in the pair
+    layout (one audio per caption), I = same file."""
+    I = paths[None, :] == paths[:, None]
+    C_audio = torch.log_softmax(C, dim=0)
+    C_text = torch.log_softmax(C, dim=1)
+    return -0.5 * (C_audio[torch.where(I)].mean() + C_text[torch.where(I)].mean())
+
+
+def test_nt_xent_per_positive_is_the_thesis_code():
+    g = torch.Generator().manual_seed(4)
+    tau = 0.05
+    # a permutation mask: 5 distinct clips, captions in shuffled order
+    s = torch.rand(5, 5, generator=g) * 2 - 1  # [texts, audios]
+    text_ids = torch.tensor([3, 0, 4, 1, 2])
+    audio_ids = torch.arange(5)
+    pair_layout = s[:, text_ids]  # audio of each caption's clip, in caption order
+    expected = _salsa_loss(pair_layout.T / tau, text_ids)
+    got = nt_xent_per_positive_from_scores(s, audio_ids, text_ids, tau)
+    assert got.item() == pytest.approx(expected.item(), abs=1e-5)
+    # one positive per row and column: the pooled form is the same number
+    assert nt_xent_from_scores(s, audio_ids, text_ids, tau).item() == pytest.approx(expected.item(), abs=1e-5)
+
+    # clip 7 with two captions in the batch: the code scores its audio twice (two equal columns)
+    s = torch.rand(4, 3, generator=g) * 2 - 1  # texts (7, 7, 2, 5) vs audios (7, 2, 5)
+    text_ids, audio_ids = torch.tensor([7, 7, 2, 5]), torch.tensor([7, 2, 5])
+    pair_layout = s[:, torch.tensor([0, 0, 1, 2])]
+    expected = _salsa_loss(pair_layout.T / tau, text_ids)
+    got = nt_xent_per_positive_from_scores(s, audio_ids, text_ids, tau)
+    assert got.item() == pytest.approx(expected.item(), abs=1e-5)
+    assert abs(nt_xent_from_scores(s, audio_ids, text_ids, tau).item() - expected.item()) > 1e-2
 
 
 def test_missing_positive_is_an_error():

@@ -11,5 +11,5 @@ INFO = WorkloadInfo(
     regime="finetune",
     profiles_file=Path(__file__).with_name("profiles.yaml"),
     impl="workloads.tar.workload:TarWorkload",
-    data_fields=("audio_encoder", "audio_encoder_params", "corpus_options"),
+    data_fields=("audio_encoder", "audio_encoder_params", "atst_db_clamp", "corpus_options"),
 )

@@ -85,6 +85,33 @@ def nt_xent_from_scores(
     return 0.5 * (t2a.mean() + a2t.mean())
 
 
+def nt_xent_per_positive_from_scores(
+    scores: torch.Tensor, audio_ids: torch.Tensor, text_audio_ids: torch.Tensor, tau: float
+) -> torch.Tensor:
+    """The salsa / thesis-code form of multi-positive NT-Xent: ``log_softmax`` averaged over every
+    positive *entry* of the batch's pair layout, ``-0.5 (mean_I log_softmax(C, 0) + mean_I
+    log_softmax(C, 1))`` with ``C = s / tau`` and ``I`` = same clip.
+
+    That code scores one audio per (clip, caption) pair, so a clip sampled twice fills two
+    identical columns. Here a clip appears once among the audios, so the columns are first
+    expanded back to that layout (``C[:, k]`` = the column of text k's clip): the value is then
+    exactly the code's for any batch. It equals :func:`nt_xent_from_scores` when every clip has
+    one caption in the batch (``I`` a permutation) and is larger with duplicates (each copy is a
+    separate target; a row with two positives has floor log 2).
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be [Nt, Na], got shape {tuple(scores.shape)}")
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    audio_ids, text_audio_ids = audio_ids.to(scores.device), text_audio_ids.to(scores.device)
+    pos = positive_mask(audio_ids, text_audio_ids)
+    column = pos.float().argmax(dim=1)  # the (first) column of each text's clip
+    logits = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+    pairs = logits[:, column] / tau  # [Nt, Nt]: text i vs the clip of text k
+    same = text_audio_ids.reshape(-1, 1) == text_audio_ids.reshape(1, -1)
+    return -0.5 * (F.log_softmax(pairs, dim=0)[same].mean() + F.log_softmax(pairs, dim=1)[same].mean())
+
+
 def nt_xent(
     audio: torch.Tensor,
     text: torch.Tensor,
@@ -116,7 +143,7 @@ class SigmoidLoss(nn.Module):
       eq. 3.3 and ``logits.size(0)`` in the thesis' code), not by the number of pairs.
     * ``c`` (``input_scale``) is 1 in eq. (3.3). The thesis' code applies the sigmoid loss to
       similarities already divided by the NT-Xent temperature (``C / tau``, tau = 0.05), i.e.
-      ``c = 20``; pass ``input_scale=1/0.05`` to reproduce the code rather than the equation.
+      ``c = 20``; the workload's ``sigmoid_input_scale`` defaults to that, the code's setting.
     * The thesis' code uses diagonal labels only (``2 * eye - 1``); the id-based mask here is the
       same for distinct clips and treats a duplicated clip's copies as positives.
 

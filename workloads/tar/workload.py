@@ -4,8 +4,9 @@ config -> data (clips' log-mel features cached once; 5 captions per clip, lowerc
 removed, 32 tokens) -> model (audio encoder + text encoder, linear projections to D = 1024, mean
 pooling or Text-Aware Attention Pooling; 3.1, 3.6) -> loss (symmetric multi-positive NT-Xent with
 tau = 0.05, or the sigmoid loss with learnable t, b; 3.5) -> optimisation (AdamW, parameter groups
-with their own learning rates, one warm-up epoch, cosine decay 2e-5 -> 1e-7 per batch; 3.9) ->
-validation (text->audio mAP@10 each epoch, keep the best) -> evaluation (DCASE metrics, Tables 4.1-4.3).
+with their own learning rates, one warm-up epoch, cosine decay of every group to 1e-7 per batch;
+3.9) -> validation (text->audio mAP@10 each epoch) -> evaluation (DCASE metrics of the best and
+the last epoch, Tables 4.1-4.3).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from orchestrator.encoders.text import TextEncoder
 from orchestrator.workload import DataSpec, ViewSpec, Workload
 from workloads.tar import INFO, clotho, corpus_local  # noqa: F401  (register the corpora)
 from workloads.tar.config import TarConfig
-from workloads.tar.losses import SigmoidLoss, nt_xent_from_scores
+from workloads.tar.losses import SigmoidLoss, nt_xent_from_scores, nt_xent_per_positive_from_scores
 from workloads.tar.tap import TAP
 from workloads.tar.text import preprocess_caption
 
@@ -47,19 +48,36 @@ class TarData:
         return len(self.ids)
 
 
+def audio_encoder_params(cfg: TarConfig) -> dict[str, Any]:
+    """The audio encoder's constructor arguments: ``audio_encoder_params`` plus ``atst_db_clamp``
+    for ATST-Frame (the same for the cached features and the model that fine-tunes on them)."""
+    params = dict(cfg.audio_encoder_params)
+    if cfg.audio_encoder == "atst_frame" and cfg.atst_db_clamp is not None:
+        params["db_clamp"] = list(cfg.atst_db_clamp)
+    return params
+
+
+def _world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
 class DualEncoder(nn.Module):
     """Audio encoder -> frames -> projection; text encoder -> projection; mean pooling or TAP."""
 
     def __init__(self, cfg: TarConfig):
         super().__init__()
-        self.audio: AudioEncoder = build_encoder(cfg.audio_encoder, **cfg.audio_encoder_params)
+        self.audio: AudioEncoder = build_encoder(cfg.audio_encoder, **audio_encoder_params(cfg))
         self.audio_net = self.audio.model  # registered, so it trains, syncs (DDP) and checkpoints
         self.text = TextEncoder(cfg.text_encoder, pooling=cfg.text_pooling, max_tokens=cfg.max_tokens)
         self.audio_proj = nn.Linear(self.audio.dim, cfg.d)
         self.text_proj = nn.Linear(self.text.dim, cfg.d)
         self.tap = TAP(cfg.d, cfg.tap_dim, cfg.tap_dropout) if cfg.pooling == "tap" else None
-        self.sigmoid = SigmoidLoss(cfg.sigmoid_t, cfg.sigmoid_b) if cfg.loss == "sigmoid" else None
+        self.sigmoid = (SigmoidLoss(cfg.sigmoid_t, cfg.sigmoid_b, input_scale=cfg.sigmoid_input_scale)
+                        if cfg.loss == "sigmoid" else None)
         self.tau = cfg.tau
+        self.nt_xent = nt_xent_per_positive_from_scores if cfg.ntxent_positives == "per_positive" else nt_xent_from_scores
 
     def encode_audio(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected frames ``[B, T, d]`` and their mask ``[B, T]`` (True = real frame)."""
@@ -104,12 +122,13 @@ class DualEncoder(nn.Module):
         if self.sigmoid is not None:
             loss = self.sigmoid.from_scores(scores, audio_ids, text_ids)
         else:
-            loss = nt_xent_from_scores(scores, audio_ids, text_ids, self.tau)
+            loss = self.nt_xent(scores, audio_ids, text_ids, self.tau)
         return {"loss": loss, "scores": scores}
 
 
 def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
-    """LR factor: linear warm-up over ``warmup`` steps, then cosine from 1 down to ``floor``."""
+    """LR factor: linear warm-up over ``warmup`` steps, then cosine from 1 down to ``floor``
+    (a group decaying to the absolute ``lr_min`` uses ``floor = lr_min / its own LR``)."""
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -119,12 +138,17 @@ def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
 class TarWorkload(Workload):
     info = INFO
 
+    def __init__(self) -> None:
+        # the untrained model's test metrics, per (config, split): the best and the last epoch
+        # are evaluated by one instance, and the zero-shot pass is the same for both
+        self._zero_shot: dict[tuple[str, int], dict[str, float]] = {}
+
     # -- data --------------------------------------------------------------------------------
     def data_spec(self, cfg: TarConfig, profile: str) -> DataSpec:
         corpus = "tar_local" if profile == "local" else "tar_clotho"
         # one view: the clips' encoder input features (the encoder trains, so it runs in the trial);
         # captions are read raw from the manifest, since the text encoder trains too
-        audio = ViewSpec("audio", cfg.audio_encoder, dict(cfg.audio_encoder_params), level="features")
+        audio = ViewSpec("audio", cfg.audio_encoder, audio_encoder_params(cfg), level="features")
         return DataSpec(corpus=corpus, corpus_options=dict(cfg.corpus_options), views={"audio": audio})
 
     def to_data(self, table: pa.Table) -> TarData:
@@ -158,11 +182,21 @@ class TarWorkload(Workload):
         if m.sigmoid is not None:
             groups.append({"name": "loss", "params": list(m.sigmoid.parameters()), "lr": cfg.lr_loss})
         opt = torch.optim.AdamW(groups, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        steps = math.ceil(len(train) * cfg.captions_per_clip / cfg.batch_size)
+        steps = math.ceil(len(train) * cfg.captions_per_clip / self.local_batch_size(cfg))
         warmup, total = int(round(cfg.warmup_epochs * steps)), steps * cfg.epochs
-        floor = cfg.lr_min / cfg.lr
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, total, floor))
+        # every group ends at the absolute lr_min, as the thesis' code decays each group (its
+        # update_lr); one shared factor would leave the encoder at 4e-6 * 1e-7 / 2e-5 = 2e-8
+        factors = [lambda s, floor=cfg.lr_min / g["lr"]: warmup_cosine(s, warmup, total, floor) for g in groups]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factors)
         return opt, sched
+
+    @staticmethod
+    def local_batch_size(cfg: TarConfig) -> int:
+        """This worker's share of the global ``batch_size`` (the loss gathers all workers')."""
+        world = _world_size()
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size {cfg.batch_size} (global) must be divisible by the {world} Train workers")
+        return cfg.batch_size // world
 
     def epochs(self, cfg: TarConfig) -> int:
         return cfg.epochs
@@ -176,8 +210,9 @@ class TarWorkload(Workload):
         pairs = [(i, c) for i in range(len(train))
                  for c in rng.permutation(len(train.texts[i]))[: cfg.captions_per_clip]]
         order = rng.permutation(len(pairs))
-        for s in range(0, len(order), cfg.batch_size):
-            chosen = [pairs[k] for k in order[s:s + cfg.batch_size]]
+        batch = self.local_batch_size(cfg)  # Ray Train gives every worker as many clips (equal split)
+        for s in range(0, len(order), batch):
+            chosen = [pairs[k] for k in order[s:s + batch]]
             clips = sorted({i for i, _ in chosen})
             yield {
                 "feats": [torch.from_numpy(train.feats[i]) for i in clips],
@@ -213,14 +248,7 @@ class TarWorkload(Workload):
     def retrieval_metrics(self, model: DualEncoder, data: TarData) -> dict[str, float]:
         scores, clip_of = self.score_split(model, data)
         t2a = retrieval.single_relevant_metrics(retrieval.ranks_from_scores(scores, clip_of))
-        # audio->text: a clip's rank is that of its best-ranked caption (so R@k = "any of its
-        # captions in the top k", and mAP@10 is computed on that single best rank)
-        caption_ranks = np.empty_like(scores.T, dtype=np.int64)
-        order = np.argsort(-scores.T, axis=1, kind="stable")
-        np.put_along_axis(caption_ranks, order, np.arange(1, scores.shape[0] + 1)[None, :], axis=1)
-        best = np.array([caption_ranks[j, clip_of == j].min() for j in range(scores.shape[1])])
-        a2t = retrieval.single_relevant_metrics(best)
-        return {**{f"t2a/{k}": v for k, v in t2a.items()}, **{f"a2t/{k}": v for k, v in a2t.items()}}
+        return {**{f"t2a/{k}": v for k, v in t2a.items()}, **audio_to_text_metrics(scores, clip_of)}
 
     def validate(self, model: nn.Module, val: TarData, cfg: TarConfig) -> dict[str, float]:
         m = self.retrieval_metrics(model, val)  # type: ignore[arg-type]
@@ -229,7 +257,10 @@ class TarWorkload(Workload):
     def evaluate(self, model: nn.Module, test: TarData, cfg: TarConfig
                  ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         trained = self.retrieval_metrics(model, test)  # type: ignore[arg-type]
-        zero_shot = self.retrieval_metrics(self.build_model(cfg, self.input_dim(test)), test)
+        key = (cfg.model_dump_json(), id(test))
+        if key not in self._zero_shot:
+            self._zero_shot[key] = self.retrieval_metrics(self.build_model(cfg, self.input_dim(test)), test)
+        zero_shot = self._zero_shot[key]
         metrics = {f"test/{k}": v for k, v in trained.items()}
         metrics.update({f"test/zeroshot/{k}": v for k, v in zero_shot.items() if k.startswith("t2a/")})
         rows = [("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("mAP@10", "map10")]
@@ -247,6 +278,30 @@ class TarWorkload(Workload):
 
     def table_groups(self) -> list[str]:
         return ["tar_results"]
+
+
+def audio_to_text_metrics(scores: np.ndarray, clip_of: np.ndarray, k: int = 10) -> dict[str, float]:
+    """Audio->text metrics from ``[n_captions, n_clips]`` scores, each clip querying all captions.
+
+    R@k, MRR, mean/median rank use the clip's best-ranked caption ("any of its captions in the
+    top k"); ``mrr10`` is 1/(that rank) if it is <= 10 else 0. ``map10`` is the usual AP@10 with
+    *all* the clip's captions relevant (thesis 3.8: (1/R_q) sum_{k<=10} P(k) rel(k), R_q = its 5
+    captions; DESIGN's min(R_q, K) divisor, the same when R_q <= 10).
+    """
+    n_captions, n_clips = scores.shape
+    order = np.argsort(-scores.T, axis=1, kind="stable")  # [clips, captions], same tie rule as t2a
+    caption_ranks = np.empty((n_clips, n_captions), dtype=np.int64)
+    np.put_along_axis(caption_ranks, order, np.arange(1, n_captions + 1)[None, :], axis=1)
+    relevant = clip_of[None, :] == np.arange(n_clips)[:, None]  # [clips, captions]
+    best = np.where(relevant, caption_ranks, n_captions + 1).min(axis=1)
+    out = retrieval.single_relevant_metrics(best)
+    out["mrr10"] = out.pop("map10")  # DCASE's single-relevant "mAP@10" on the best caption
+    rel_sorted = np.take_along_axis(relevant, order, axis=1)[:, :k]  # rel(j) at ranks 1..k
+    hits = np.cumsum(rel_sorted, axis=1)
+    precision_sum = (rel_sorted * hits / np.arange(1, rel_sorted.shape[1] + 1)[None, :]).sum(axis=1)
+    n_rel = relevant.sum(axis=1)
+    out["map10"] = float(np.mean(precision_sum / np.maximum(np.minimum(n_rel, k), 1)))
+    return {f"a2t/{name}": v for name, v in out.items()}
 
 
 def _global_ids(ids: torch.Tensor) -> torch.Tensor:
