@@ -1,0 +1,174 @@
+"""Speaker-text retrieval via contrastive learning (Liu et al.), as a recipe.
+
+config (``system`` = a row of Table I) -> data (utterances through a frozen speaker/audio encoder,
+the speaker's descriptions through a frozen text encoder; two views of one corpus) -> model (per
+modality FC projection to 768 + FC transform layers, L2-normalised; or, for B00, LDA on the
+training speakers) -> loss (L_CTS,tot = L_CTS at the projection + at the transform outputs;
++ 0.1 AAM-softmax for C01; the supervised contrastive version for C02) -> validation (mAP@10 of
+both directions, every ``eval_every`` epochs, keep the best) -> evaluation (s->t and t->s, original
+and fused: mAP@10 and MeanR, Table I's 8 columns; the t-SNE panels of Fig. 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from orchestrator.workload import DataSpec, ViewSpec, Workload
+from workloads.speaker_text import INFO, corpus_local, csv_corpus, voxceleb  # noqa: F401  (register the corpora)
+from workloads.speaker_text import data as D
+from workloads.speaker_text.config import SpeakerTextConfig
+from workloads.speaker_text.figures import fusion_curve, tsne_figure
+from workloads.speaker_text.fusion import fuse
+from workloads.speaker_text.lda import UnlinkedLDA
+from workloads.speaker_text.losses import aam_softmax, cts, supcon_cts
+from workloads.speaker_text.metrics import encoder_label, retrieval_metrics, table_one, table_row
+from workloads.speaker_text.model import LinkingNetwork
+
+CORPORA = {"voxceleb1": voxceleb.CORPUS_NAME, "csv": csv_corpus.CORPUS_NAME}
+# The audio view is not called "speaker": the joined table already has the manifest's "speaker"
+# column (the speaker id), and a view's column takes the view's name.
+AUDIO_VIEW, TEXT_VIEW = "audio", "text"
+
+
+class SpeakerTextWorkload(Workload):
+    info = INFO
+    # every worker sees all training rows and keeps whole speakers (P x K batches, AAM labels)
+    splits_train_itself = True
+
+    def __init__(self) -> None:
+        # system -> the audio encoder its data used; the driver's data_spec calls fill it, so the
+        # parent's Table I can name stand-ins (its trial rows carry only params and metrics)
+        self._encoders: dict[str, str] = {}
+
+    # -- data --------------------------------------------------------------------------------
+    def data_spec(self, cfg: SpeakerTextConfig, profile: str) -> DataSpec:
+        encoder, params = cfg.audio_encoder()
+        self._encoders[cfg.system] = encoder
+        corpus = corpus_local.CORPUS_NAME if profile == "local" else CORPORA[cfg.dataset]
+        return DataSpec(corpus, corpus_options=dict(cfg.corpus_options), views={
+            AUDIO_VIEW: ViewSpec("audio", encoder, dict(params)),
+            TEXT_VIEW: ViewSpec("text", cfg.text_encoder, dict(cfg.text_encoder_params)),
+        })
+
+    def to_data(self, table: pa.Table) -> D.SpeakerTextData:
+        return D.from_table(table, AUDIO_VIEW, TEXT_VIEW)
+
+    def input_dim(self, data: D.SpeakerTextData) -> dict[str, int]:
+        """Saved in the checkpoint: evaluation rebuilds the same shapes (the AAM classifier and the
+        LDA buffers are sized by the training speakers, which the test split does not have)."""
+        return {"speaker": int(data.speaker_x.shape[1]), "text": int(data.text_x.shape[1]),
+                "n_speakers": int(data.n_speakers_total)}
+
+    def shard_train(self, train: D.SpeakerTextData, rank: int, world_size: int) -> D.SpeakerTextData:
+        return D.shard(train, rank, world_size)
+
+    # -- model -------------------------------------------------------------------------------
+    def build_model(self, cfg: SpeakerTextConfig, in_dim: Any) -> torch.nn.Module:
+        dims = dict(in_dim)
+        if cfg.spec.loss == "unlinked":
+            return UnlinkedLDA(dims["speaker"], dims["text"], dims["n_speakers"])
+        return LinkingNetwork(dims["speaker"], dims["text"], dims["n_speakers"], cfg)
+
+    def fit_closed_form(self, model: torch.nn.Module, train: D.SpeakerTextData, cfg: SpeakerTextConfig) -> None:
+        if isinstance(model, UnlinkedLDA):
+            model.fit(train.speaker_x, train.labels, train.text_x, train.text_labels)
+
+    def configure_optimizer(self, model: torch.nn.Module, cfg: SpeakerTextConfig, train: D.SpeakerTextData
+                            ) -> tuple[torch.optim.Optimizer, None]:
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), None
+
+    def epochs(self, cfg: SpeakerTextConfig) -> int:
+        return 0 if cfg.spec.loss == "unlinked" else cfg.epochs  # B00 is fitted, not trained
+
+    def eval_every(self, cfg: SpeakerTextConfig) -> int:
+        return cfg.eval_every
+
+    def train_batches(self, train: D.SpeakerTextData, cfg: SpeakerTextConfig, epoch: int,
+                      rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        if cfg.resolved_sampler() == "pk":
+            return D.pk_batches(train, cfg.pk_speakers, cfg.pk_utterances, rng)
+        return D.random_batches(train, cfg.batch_size, rng)
+
+    # -- loss (eq. 3, 4, 6) ------------------------------------------------------------------
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: SpeakerTextConfig,
+             epoch: int) -> torch.Tensor:
+        scale, labels = outputs["scale"], batch["labels"]
+        if cfg.spec.loss == "supcon":
+            return (supcon_cts(outputs["s_p"], outputs["t_p"], labels, scale)
+                    + supcon_cts(outputs["s_t"], outputs["t_t"], labels, scale))
+        total = cts(outputs["s_p"], outputs["t_p"], scale) + cts(outputs["s_t"], outputs["t_t"], scale)
+        if cfg.spec.loss == "cts_aam":
+            spk_labels = labels if cfg.aam_inputs == "speaker" else torch.cat([labels, labels])
+            total = total + cfg.aam_lambda * aam_softmax(outputs["spk_cos"], spk_labels, cfg.aam_margin, cfg.aam_scale)
+        return total
+
+    # -- evaluation --------------------------------------------------------------------------
+    def _metrics(self, model: torch.nn.Module, data: D.SpeakerTextData, cfg: SpeakerTextConfig
+                 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+        s, t = model.search_space(data.speaker_x, data.text_x, cfg)  # type: ignore[operator]
+        return retrieval_metrics(s, data.labels, t, data.text_labels, cfg.fusion_n, cfg.fuse_database), s, t
+
+    def validate(self, model: torch.nn.Module, val: D.SpeakerTextData, cfg: SpeakerTextConfig) -> dict[str, float]:
+        """Both directions, original and fused; ``val/map10`` (the mean of the two original
+        mAP@10s) is what cts_systems selects checkpoints on, since Table I weighs them equally."""
+        m, _, _ = self._metrics(model, val, cfg)
+        out = {f"val/{k}": v for k, v in m.items()}
+        out["val/map10"] = 0.5 * (m["s2t/map10"] + m["t2s/map10"])
+        return out
+
+    def evaluate(self, model: torch.nn.Module, test: D.SpeakerTextData, cfg: SpeakerTextConfig
+                 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+        m, s, t = self._metrics(model, test, cfg)
+        metrics = {f"test/{k}": v for k, v in m.items()}
+        metrics.update({"test/n_speakers": float(len(test.speakers)), "test/n_utterances": float(len(test)),
+                        "test/n_descriptions": float(len(test.texts))})
+        if isinstance(model, UnlinkedLDA):
+            metrics["test/lda_dim"] = float(model.dims(cfg.lda_dim))
+        row = table_row(cfg.system, encoder_label(cfg.system, {cfg.system: cfg.audio_encoder()[0]}), metrics)
+        tables = {"table_1": pd.DataFrame([row])}
+        figures = {}
+        if cfg.tsne_speakers:
+            figures["tsne"] = self._tsne(test, s, t, cfg)
+        return metrics, tables, figures
+
+    def _tsne(self, data: D.SpeakerTextData, s: np.ndarray, t: np.ndarray, cfg: SpeakerTextConfig) -> Any:
+        """Fig. 3 for ``tsne_speakers`` evaluation speakers drawn with the trial's seed; the fused
+        embeddings are fused against the whole split, as retrieval fuses them."""
+        rng = np.random.default_rng(cfg.seed)
+        chosen = np.sort(rng.choice(len(data.speakers), size=min(cfg.tsne_speakers, len(data.speakers)),
+                                    replace=False))
+        remap = {int(c): k for k, c in enumerate(chosen)}
+        s_sel, t_sel = np.isin(data.labels, chosen), np.isin(data.text_labels, chosen)
+        s_who = np.array([remap[int(x)] for x in data.labels[s_sel]])
+        t_who = np.array([remap[int(x)] for x in data.text_labels[t_sel]])
+        s_f, t_f = fuse(s, t, cfg.fusion_n), fuse(t, s, cfg.fusion_n)
+        points = {"speaker": (s[s_sel], s_who), "text": (t[t_sel], t_who),
+                  "speaker_fused": (s_f[s_sel], s_who), "text_fused": (t_f[t_sel], t_who)}
+        return tsne_figure(points, [data.speakers[c] for c in chosen], cfg.seed,
+                           title=f"{cfg.system}, fusion N = {cfg.fusion_n}, seed {cfg.seed}")
+
+    def headline_metrics(self) -> list[str]:
+        return ["test/s2t/map10", "test/t2s/map10", "test/s2t_fused/map10", "test/t2s_fused/map10"]
+
+    def summary_tables(self, trials: Any) -> dict[str, Any]:
+        """Table I (a sweep over ``system``) and the fusion table (a sweep over ``fusion_n``)."""
+        out: dict[str, Any] = {}
+        if "system" in trials and not trials.empty:
+            out["table_1"] = table_one(trials, self._encoders)
+        if "fusion_n" in trials and not trials.empty:
+            cols = ["fusion_n", *[c for c in trials.columns if str(c).startswith("best/val/")],
+                    *[f"test/{d}/{k}" for d in ("t2s_fused", "s2t_fused", "t2s", "s2t") for k in ("map10", "meanr")]]
+            df = trials[[c for c in cols if c in trials]].copy()
+            df["fusion_n"] = pd.to_numeric(df["fusion_n"])
+            out["fusion_n"] = df.sort_values("fusion_n").reset_index(drop=True)
+        return out
+
+    def summary_figures(self, trials: Any) -> dict[str, Any]:
+        fig = fusion_curve(trials)
+        return {"fusion_curve": fig} if fig is not None else {}
