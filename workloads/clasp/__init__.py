@@ -13,16 +13,21 @@ Corpora (each a registered builder; importing its module registers it):
 Every manifest has one row per spoken sentence: ``texts`` = [the English transcript], ``label`` =
 the topic category where the corpus has one (else the corpus name), ``language`` = the spoken
 language, ``meta`` = JSON ``{"category": ..., "translations": {"de": [...], ...}}`` with only the
-keys that are known. This module holds what all of them share: the split rule and the meta JSON.
+keys that are known. This module holds what all of them share: the split rule and the meta JSON,
+and the workload's light description ``INFO`` (config class and field roles; the recipe itself is
+:mod:`.workload`, imported only when a sweep runs).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from orchestrator.corpus import seeded_rng
+from orchestrator.registry import WorkloadInfo
+from workloads.clasp.config import ClaspConfig
 
 SPLIT_FRACTIONS = (("train", 0.8), ("val", 0.1), ("test", 0.1))  # the paper's 80/10/10 (sec. 3.3)
 TRANSLATION_LANGUAGES = ("de", "fr", "fa", "zh")  # the paper's Stage 4 query languages
@@ -107,3 +112,18 @@ def item_meta(
     if translations:
         meta["translations"] = {lang: list(texts) for lang, texts in sorted(translations.items())}
     return json.dumps(meta, ensure_ascii=False, sort_keys=True) if meta else None
+
+
+
+INFO = WorkloadInfo(
+    name="clasp",
+    config_cls=ClaspConfig,
+    regime="frozen",
+    profiles_file=Path(__file__).with_name("profiles.yaml"),
+    impl="workloads.clasp.workload:ClaspWorkload",
+    # what decides which views are extracted (enumerated over a search space before trials start)
+    data_fields=("corpus", "corpus_options", "ssl", "text", "ssl_encoders", "text_encoders", "spectrogram",
+                 "asr_models", "modality", "system", "query_language"),
+    # what changes evaluation only: a search space over these alone trains once and evaluates per trial
+    inference_fields=("query_language", "candidates", "n_candidates", "threshold"),
+)

@@ -1,0 +1,278 @@
+"""CLASP's parts on hand-made inputs: the fusion encoder network (shapes, gating weights), the two
+losses (Huber; contrastive with the temperature dividing the logits), the seeded candidate
+sampler, Macro-F1 and its validation threshold, the ranking in both regimes, the config's
+checks and the Table 2 layouts built from trial rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pydantic import ValidationError
+from sklearn.metrics import f1_score
+
+from workloads.clasp.candidates import negatives_of, sample_candidates
+from workloads.clasp.config import ClaspConfig
+from workloads.clasp.fusion import FusionEncoder
+from workloads.clasp.losses import Temperature, contrastive_loss, huber_loss
+from workloads.clasp.metrics import best_threshold, macro_f1, pair_scores, ranks_all, ranks_sampled
+from workloads.clasp.tables import summary_tables
+
+# ------------------------------------------------------------------------------------------------
+# fusion encoder network
+
+
+BOTH = {"ssl": 12, "spectrogram": 20}
+
+
+@pytest.mark.parametrize("fusion,dims", [("concat", BOTH), ("gating", BOTH), ("concat", {"ssl": 12}),
+                                         ("concat", {"spectrogram": 20})])
+def test_fusion_output_shapes(fusion: str, dims: dict[str, int]) -> None:
+    torch.manual_seed(0)
+    net = FusionEncoder(dims, out_dim=7, fusion=fusion, width=16)
+    inputs = {m: torch.randn(5, d) for m, d in dims.items()}
+    out, weights = net.forward_with_weights(inputs)
+    assert out.shape == (5, 7) and torch.isfinite(out).all()
+    assert net.modalities == [m for m in ("ssl", "spectrogram") if m in dims]
+    if fusion == "gating":
+        assert weights is not None and weights.shape == (5, 2, 7)
+    else:
+        assert weights is None
+    with pytest.raises(KeyError, match="missing"):
+        net({})
+
+
+def test_gating_weights_sum_to_one_and_respond_to_inputs() -> None:
+    torch.manual_seed(0)
+    net = FusionEncoder({"ssl": 6, "spectrogram": 9}, out_dim=4, fusion="gating", width=8).eval()
+    a = {"ssl": torch.randn(16, 6), "spectrogram": torch.randn(16, 9)}
+    with torch.no_grad():
+        out, w = net.forward_with_weights(a)
+        h = [net.fusion.mix(net.branches[m](a[m])) for m in ("ssl", "spectrogram")]
+        cands = torch.stack([c(x) for c, x in zip(net.fusion.candidates, h)], dim=1)
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(16, 4))
+    assert bool(((w > 0) & (w < 1)).all())
+    # the output is the weighted average of the two candidates, per dimension
+    torch.testing.assert_close(out, (w * cands).sum(dim=1))
+    # the weights depend on the item (gates read both inputs), not one global mix
+    assert float(w[:, 0].std(dim=0).mean()) > 1e-3
+
+
+def test_gating_needs_two_modalities_and_config_says_so() -> None:
+    with pytest.raises(ValueError, match="two"):
+        FusionEncoder({"ssl": 4}, 3, fusion="gating")
+    with pytest.raises(ValidationError, match="gating"):
+        ClaspConfig(fusion="gating", modality="ssl")
+    with pytest.raises(ValidationError, match="ssl_encoders"):
+        ClaspConfig(ssl="wav2vec2", ssl_encoders={})
+
+
+def test_inputs_are_standardised_with_fitted_statistics() -> None:
+    net = FusionEncoder({"ssl": 3}, 2, width=4)
+    x = np.array([[1.0, 10.0, 5.0], [3.0, 30.0, 5.0]], np.float32)
+    net.fit_input_statistics({"ssl": x})
+    z = net.branches["ssl"].norm(torch.from_numpy(x))
+    torch.testing.assert_close(z[:, :2], torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+    assert torch.all(z[:, 2] == 0)  # a constant dimension maps to 0, not to NaN
+    assert {"branches.ssl.norm.mean", "branches.ssl.norm.std"} <= set(net.state_dict())  # in the checkpoint
+
+
+# ------------------------------------------------------------------------------------------------
+# losses
+
+
+def test_huber_hand_case() -> None:
+    speech = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    text = torch.tensor([[0.5, 0.0], [0.0, 0.0]])
+    # elementwise with delta 1: 0.5 * 0.5^2 = 0.125 (quadratic); 1 * (2 - 0.5) = 1.5 (linear); two zeros
+    assert float(huber_loss(speech, text, delta=1.0)) == pytest.approx((0.125 + 1.5) / 4)
+    # delta 3: both quadratic: 0.125 + 0.5 * 4 = 2.125
+    assert float(huber_loss(speech, text, delta=3.0)) == pytest.approx(2.125 / 4)
+    with pytest.raises(ValueError, match="shape"):
+        huber_loss(speech, text[:1])
+
+
+def test_contrastive_divides_logits_by_the_temperature() -> None:
+    e = torch.eye(2)  # two orthogonal unit items: cosine 1 with itself, 0 with the other
+    # logits = cos / 0.5: diagonal 2, off-diagonal 0; each row's loss is log(1 + e^-2)
+    expected = math.log(1 + math.exp(-2.0))
+    assert float(contrastive_loss(e, e, 0.5)) == pytest.approx(expected, abs=1e-6)
+    # the notebooks' defect, multiplying by 0.07, would give log(1 + e^-0.07) ~ 0.66 at T = 0.07;
+    # dividing gives log(1 + e^-1/0.07) ~ 6e-7
+    assert float(contrastive_loss(e, e, 0.07)) == pytest.approx(math.log(1 + math.exp(-1 / 0.07)), abs=1e-6)
+    assert float(contrastive_loss(e, e, 0.07)) < 1e-5
+    # scale does not matter (cosine) and the loss is symmetric in its two directions
+    speech = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    text = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    logits = torch.tensor([[1.0, 1 / math.sqrt(2)], [0.0, 1 / math.sqrt(2)]]) / 0.5  # [text, speech]
+    rows = -(logits.diag() - torch.logsumexp(logits, 1)).mean()
+    cols = -(logits.diag() - torch.logsumexp(logits, 0)).mean()
+    assert float(contrastive_loss(speech, text, 0.5)) == pytest.approx(float(0.5 * (rows + cols)), abs=1e-6)
+
+
+def test_contrastive_counts_other_readings_of_a_sentence_as_positives() -> None:
+    speech = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    diagonal = contrastive_loss(speech, text, 0.1)
+    grouped = contrastive_loss(speech, text, 0.1, groups=torch.tensor([7, 7, 9]))
+    # items 0 and 1 say the same sentence: with groups neither is the other's negative
+    assert float(grouped) < 1e-4 < float(diagonal)
+
+
+def test_learned_temperature_gets_a_gradient_and_stays_clamped() -> None:
+    t = Temperature(0.07, learn=True)
+    loss = contrastive_loss(torch.randn(4, 3), torch.randn(4, 3), t())
+    loss.backward()
+    assert t.log_t.grad is not None and float(t.log_t.grad) != 0.0
+    with torch.no_grad():
+        t.log_t.fill_(math.log(1e-4))
+    assert float(t().detach()) == pytest.approx(0.01)
+    fixed = Temperature(0.07)
+    assert not list(fixed.parameters()) and float(fixed()) == pytest.approx(0.07)
+
+
+# ------------------------------------------------------------------------------------------------
+# the seeded 5-candidate sampler
+
+
+def test_sampler_is_seeded_and_lists_are_valid() -> None:
+    groups = np.repeat(np.arange(40), 2)  # every sentence read twice
+    cands, target = sample_candidates(groups, 5, seed=3)
+    again, target2 = sample_candidates(groups, 5, seed=3)
+    other, _ = sample_candidates(groups, 5, seed=4)
+    assert np.array_equal(cands, again) and np.array_equal(target, target2) and not np.array_equal(cands, other)
+    assert cands.shape == (80, 5)
+    assert np.array_equal(cands[np.arange(80), target], np.arange(80))  # the relevant item where target says
+    neg = negatives_of(cands, target)
+    assert neg.shape == (80, 4)
+    assert not (groups[neg] == groups[:, None]).any()  # never the same sentence as the query
+    assert all(len(set(row)) == 5 for row in cands)  # distinct items
+    # the relevant item's position is spread over the list (it would win every exact tie in front)
+    assert set(np.unique(target)) == set(range(5))
+    with pytest.raises(ValueError, match="other sentences"):
+        sample_candidates(np.arange(4), 5, seed=0)
+
+
+def test_constant_scores_rank_like_chance_in_the_sampled_regime() -> None:
+    n = 2000
+    q = np.ones((n, 2), np.float32) / np.sqrt(2)
+    s = np.ones((n, 2), np.float32) / np.sqrt(2)  # every score ties
+    cands, target = sample_candidates(np.arange(n), 5, seed=0)
+    ranks = ranks_sampled(q, s, cands, target)
+    assert np.array_equal(ranks, target + 1)  # ties broken by list position
+    assert abs((ranks == 1).mean() - 0.2) < 0.03
+
+
+def test_ranks_all_single_and_several_readings() -> None:
+    s = np.eye(4, dtype=np.float32)
+    q = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0.6, 0, 0, 0.8]], np.float32)
+    # query 1 scores 0 for its item, 1 for item 2 and ties item 0 (lower index first): rank 3
+    assert ranks_all(q, s, np.arange(4)).tolist() == [1, 3, 1, 1]
+    # items 1 and 2 read the same sentence: one query for it, relevant = both; its best reading is 1st
+    ranks = ranks_all(q, s, np.array([0, 5, 5, 3]))
+    assert ranks.tolist() == [1, 1, 1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Macro-F1
+
+
+def test_macro_f1_hand_case() -> None:
+    scores = np.array([0.9, 0.6, 0.4, 0.2])
+    labels = np.array([1, 0, 1, 0])
+    # at 0.5: predicted relevant = {0.9, 0.6}; relevant class TP 1 FP 1 FN 1 -> F1 0.5; the other
+    # class TP 1 (0.2) FP 1 (0.4) FN 1 (0.6) -> 0.5
+    assert macro_f1(scores, labels, 0.5) == pytest.approx(0.5)
+    # at 0.3: relevant TP 2 FP 1 FN 0 -> 0.8; other TP 1 FP 0 FN 1 -> 2/3
+    assert macro_f1(scores, labels, 0.3) == pytest.approx((0.8 + 2 / 3) / 2)
+    rng = np.random.default_rng(0)
+    s, y = rng.random(500), rng.random(500) < 0.2
+    for thr in (0.1, 0.5, 0.93):
+        assert macro_f1(s, y, thr) == pytest.approx(f1_score(y, s >= thr, average="macro", zero_division=0))
+
+
+def test_best_threshold_is_the_best_cut_and_separates_separable_pairs() -> None:
+    thr, f = best_threshold(np.array([0.9, 0.8, 0.3, 0.2, 0.1]), np.array([1, 1, 0, 0, 0]))
+    assert f == 1.0 and 0.3 < thr < 0.8
+    rng = np.random.default_rng(1)
+    s, y = rng.random(300), rng.random(300) < 0.3
+    thr, f = best_threshold(s, y)
+    brute = max(f1_score(y, s >= c, average="macro", zero_division=0) for c in np.r_[s, 2.0])
+    assert f == pytest.approx(brute) and macro_f1(s, y, thr) == pytest.approx(f)
+
+
+def test_pair_scores_are_true_pairs_and_sampled_negatives() -> None:
+    s = np.eye(3, dtype=np.float32)
+    q = np.array([[1, 0, 0], [0, 0.6, 0.8], [0, 0, 1]], np.float32)
+    negatives = np.array([[1, 2], [0, 2], [0, 1]])
+    scores, labels = pair_scores(q, s, negatives)
+    assert labels.tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    np.testing.assert_allclose(scores, [1, 0.6, 1, 0, 0, 0, 0.8, 0, 0], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 2 layouts
+
+
+def test_stage_tables_from_trial_rows() -> None:
+    rows = []
+    for seed, (a, b) in enumerate([(0.8, 0.5), (0.9, 0.7)]):
+        rows.append({"system": "clasp", "seed": seed, "test/hits1": a, "test/mrr": a, "test/mean_rank": 2.0,
+                     "test/macro_f1_at_fixed": 0.5, "test/macro_f1_at_val": 0.6})
+        rows.append({"system": "lasp", "seed": seed, "test/hits1": b, "test/mrr": b, "test/mean_rank": 5.0,
+                     "test/macro_f1_at_fixed": 0.4, "test/macro_f1_at_val": 0.5})
+        rows.append({"system": "asr", "seed": seed, "test/asr/whisper/hits1": 0.95, "test/asr/whisper/mrr": 0.96,
+                     "test/asr/whisper/mean_rank": 1.5, "test/asr/whisper/macro_f1_at_fixed": 0.3,
+                     "test/asr/whisper/macro_f1_at_val": 0.9, "test/asr/whisper/wer": 0.1})
+    tables = summary_tables(pd.DataFrame(rows))
+    t = tables["table2_stage3_loss_and_asr"]
+    assert t["Model"].tolist() == ["LASP (ours)", "ASR baseline: whisper", "CLASP (ours)"]
+    assert t.loc[2, "HITS@1"] == "0.850 ± 0.071" and t.loc[1, "HITS@1"] == "0.950 ± 0.000"
+    assert t.loc[1, "WER"] == "0.100 ± 0.000" and t.loc[0, "seeds"] == 2
+    lang = summary_tables(pd.DataFrame([{"query_language": "fa", "seed": 0, "test/hits1": 0.5,
+                                         "test/query_language_covered": 0.0}]))["table2_stage4_multilingual"]
+    assert lang.loc[0, "Language"] == "Persian" and "no Persian" in lang.loc[0, "note"]
+    mod = summary_tables(pd.DataFrame([{"modality": m, "seed": 0, "test/hits1": h}
+                                       for m, h in (("combined", 0.9), ("spectrogram", 0.4))]))
+    assert mod["table2_stage1_modality"]["Model"].tolist() == ["Spectrogram-Based Model",
+                                                               "Combined Audio-Spectrogram Model"]
+
+
+# ------------------------------------------------------------------------------------------------
+# search spaces and views
+
+
+@pytest.mark.parametrize("profile", ["local", "paper"])
+def test_the_five_search_spaces_resolve(profile: str, tmp_path) -> None:
+    from orchestrator.plan import Invocation, new_experiment, resolve
+
+    extra = {"data_root": str(tmp_path)} if profile == "paper" else {}
+    plans = {s: resolve(new_experiment(Invocation(sweep=s, profile=profile, **extra)))
+             for s in ("clasp_modality", "clasp_backbone", "clasp_loss", "clasp_multilingual", "clasp_lr")}
+    assert plans["clasp_modality"].n_trials == 9 and plans["clasp_backbone"].n_trials == 24
+    assert plans["clasp_multilingual"].is_eval and not plans["clasp_loss"].is_eval  # query language: inference only
+    assert all(p.base["candidates"] == ("sampled" if s in ("clasp_modality", "clasp_backbone") else "all")
+               for s, p in plans.items())
+
+
+def test_views_per_system_and_query_language() -> None:
+    from workloads.clasp.workload import ClaspWorkload
+
+    wl = ClaspWorkload()
+    paper = ClaspConfig(query_language="fa")
+    spec = wl.data_spec(paper, "paper")
+    assert set(spec.views) == {"text", "query", "ssl", "spectrogram"} and spec.corpus == "clasp_combined"
+    assert spec.views["query"].text_source == "meta:translations.fa"
+    assert spec.views["ssl"].encoder_params == {"model": "facebook/hubert-large-ls960-ft"}
+    assert spec.views["text"].encoder_params["model"] == "sentence-transformers/LaBSE"
+    assert set(wl.data_spec(paper.model_copy(update={"modality": "spectrogram"}), "paper").views) == \
+        {"text", "query", "spectrogram"}
+    asr = wl.data_spec(ClaspConfig(system="asr"), "paper")
+    assert asr.corpus == "clasp_asr" and set(asr.views) == {"text"}  # the transcripts travel in the manifest
+    assert asr.corpus_options["base"] == "clasp_combined"
+    assert set(asr.corpus_options["transcribers"]) == {"hubert", "wav2vec2"}
+    # the text view of the ASR corpus is the trained systems' one (same encoder, same texts)
+    assert asr.views["text"] == spec.views["text"]
