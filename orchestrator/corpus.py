@@ -59,6 +59,15 @@ def manifest_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=MANIFEST_SCHEMA)
 
 
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename onto ``path``: a killed or concurrent build never leaves a
+    half-written file that a later run would trust."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def write_manifest(table: pa.Table, path: Path) -> Path:
     """Validate and write atomically (temp file + rename), so a killed build never leaves a
     manifest that a later run would trust."""

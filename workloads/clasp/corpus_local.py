@@ -30,9 +30,7 @@ last and atomically, so its presence means the build finished.
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +47,10 @@ from orchestrator.corpus import (
     package_versions,
     register_corpus,
     seeded_rng,
+    write_atomic,
     write_manifest,
 )
+from orchestrator.synth.trim import trim_silence
 from workloads.clasp import TRANSLATION_LANGUAGES, assign_splits, finalize_meta
 from workloads.clasp.sentences import LANGUAGES, Sentence, generate
 from workloads.clasp.translations import attach_translations, write_translations
@@ -66,7 +66,6 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4")
 PITCH_RANGE = (30, 70)
 RATE_RANGE = (145, 185)  # words per minute around eSpeak's 175 default: read speech, not dictation
 PAD_S = 0.1  # silence kept around the trimmed speech
-_TRIM_FRAME_S = 0.01
 _TRIM_THRESHOLD_DB = -45.0  # relative to the loudest 10 ms frame
 
 
@@ -101,20 +100,6 @@ def speaker_pool(seed: int, n: int) -> list[Speaker]:
     return pool
 
 
-def trim(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Cut to the 10 ms frames within 45 dB of the loudest one, keeping ``PAD_S`` on each side."""
-    f = max(1, int(sr * _TRIM_FRAME_S))
-    n = len(audio) // f
-    if n == 0:
-        return audio[:0]
-    energy = np.sqrt((audio[: n * f].reshape(n, f).astype(np.float64) ** 2).mean(axis=1))
-    if energy.max() <= 0:
-        return audio[:0]
-    loud = np.flatnonzero(20 * np.log10(np.maximum(energy, 1e-12) / energy.max()) > _TRIM_THRESHOLD_DB)
-    pad = int(PAD_S * sr)
-    return audio[max(0, loud[0] * f - pad) : min(len(audio), (loud[-1] + 1) * f + pad)]
-
-
 def synth_sentence(text: str, speaker: Speaker) -> np.ndarray:
     """One sentence at 16 kHz, float32, silence-trimmed."""
     from orchestrator.synth.espeak import synthesize
@@ -122,18 +107,10 @@ def synth_sentence(text: str, speaker: Speaker) -> np.ndarray:
     audio, sr, _ = synthesize(
         text, voice=speaker.voice, variant=speaker.variant, rate=speaker.rate, pitch=speaker.pitch
     )
-    speech = trim(audio, sr)
+    speech = trim_silence(audio, sr, _TRIM_THRESHOLD_DB, PAD_S)
     if speech.size == 0:
         return np.zeros(0, np.float32)
     return soxr.resample(speech.astype(np.float64), sr, SR).astype(np.float32)
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Temp file + rename: a killed build never leaves a half-written file a later run trusts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def resolve_options(options: dict[str, Any]) -> dict[str, int]:
@@ -183,7 +160,7 @@ def build_clasp_local(req: CorpusRequest) -> Path:
         if audio.size == 0:  # eSpeak produced nothing audible: a recipe bug, not bad luck
             raise ManifestError(f"{CORPUS_NAME}: eSpeak produced silence for {sid} {s.en!r} ({speaker})")
         rel = f"audio/{sid}.wav"
-        _write_atomic(out_dir / rel, lambda p, a=audio: sf.write(p, a, SR, subtype="PCM_16", format="WAV"))
+        write_atomic(out_dir / rel, lambda p, a=audio: sf.write(p, a, SR, subtype="PCM_16", format="WAV"))
         rows.append({"id": sid, "split": splits[sid], "audio_path": rel, "sr": SR, "offset": 0.0,
                      "duration": len(audio) / SR, "texts": [s.en], "label": s.category, "speaker": str(speaker),
                      "language": "en", "_meta": {"category": s.category}})  # fmt: skip
@@ -196,10 +173,10 @@ def build_clasp_local(req: CorpusRequest) -> Path:
     finalize_meta(rows)
     sentences_json = {item_id(s): s.texts for s in sentences}
     assert set(next(iter(sentences_json.values()))) == set(LANGUAGES)
-    _write_atomic(out_dir / "sentences.json",
+    write_atomic(out_dir / "sentences.json",
                   lambda p: p.write_text(json.dumps(sentences_json, ensure_ascii=False, indent=1, sort_keys=True),
                                          encoding="utf-8"))  # fmt: skip
-    _write_atomic(out_dir / "config.json", lambda p: p.write_text(json.dumps(key, indent=1, sort_keys=True)))
+    write_atomic(out_dir / "config.json", lambda p: p.write_text(json.dumps(key, indent=1, sort_keys=True)))
     write_manifest(manifest_table(rows), manifest)
     counts = ", ".join(f"{sp} {sum(r['split'] == sp for r in rows)}" for sp in ("train", "val", "test"))
     minutes = sum(r["duration"] for r in rows) / 60

@@ -41,7 +41,6 @@ atomically, so its presence means the build finished.
 from __future__ import annotations
 
 import json
-import os
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -61,8 +60,10 @@ from orchestrator.corpus import (
     package_versions,
     register_corpus,
     seeded_rng,
+    write_atomic,
     write_manifest,
 )
+from orchestrator.synth.trim import trim_silence
 
 # --- the thesis' filters and split (sec. 3.3.3, Tables 3.1/3.2); shared with the FLEURS adapter ---
 MIN_SAMPLES_PER_WORD = 2
@@ -85,7 +86,6 @@ WET_RANGE = (0.1, 0.6)  # reverb share of the signal
 BAND_LOW_HZ = (60.0, 400.0)  # microphone/channel band limits
 BAND_HIGH_HZ = (3000.0, 7500.0)
 PEAK_DBFS_RANGE = (-12.0, -1.0)
-_TRIM_FRAME_S = 0.01
 _TRIM_THRESHOLD_DB = -40.0  # relative to the loudest 10 ms frame
 
 
@@ -168,19 +168,6 @@ def n_clips(rng: np.random.Generator) -> int:
     return int(min(MAX_SAMPLES_PER_WORD, MIN_SAMPLES_PER_WORD + rng.geometric(0.4) - 1))
 
 
-def trim_silence(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Cut to the frames within 40 dB of the loudest 10 ms frame (whole frames)."""
-    f = max(1, int(sr * _TRIM_FRAME_S))
-    n = len(audio) // f
-    if n == 0:
-        return audio[:0]
-    energy = np.sqrt((audio[: n * f].reshape(n, f).astype(np.float64) ** 2).mean(axis=1))
-    if energy.max() <= 0:
-        return audio[:0]
-    loud = np.flatnonzero(20 * np.log10(np.maximum(energy, 1e-12) / energy.max()) > _TRIM_THRESHOLD_DB)
-    return audio[loud[0] * f : (loud[-1] + 1) * f]
-
-
 def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.arange(len(spec), dtype=np.float64)
@@ -233,7 +220,7 @@ def synth_clip(word: str, lang: str, speaker: Speaker, rng: np.random.Generator)
     audio, sr, _ = synthesize(
         word, voice=lang, variant=speaker.variant, rate=speaker.rate, pitch=speaker.pitch
     )
-    speech = trim_silence(audio, sr)
+    speech = trim_silence(audio, sr, _TRIM_THRESHOLD_DB)
     if speech.size == 0:
         return np.zeros(0, np.float32)
     speech = soxr.resample(speech.astype(np.float64), sr, SR)
@@ -242,10 +229,7 @@ def synth_clip(word: str, lang: str, speaker: Speaker, rng: np.random.Generator)
 
 def _write_wav(path: Path, audio: np.ndarray) -> None:
     """Atomic write: a concurrent or killed build never leaves a half-written WAV behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    sf.write(tmp, audio, SR, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: sf.write(tmp, audio, SR, subtype="PCM_16", format="WAV"))
 
 
 # ------------------------------------------------------------------------------------- building

@@ -62,7 +62,6 @@ inputs; the manifest is written last and atomically, so its presence means the b
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,8 +82,10 @@ from orchestrator.corpus import (
     package_versions,
     register_corpus,
     seeded_rng,
+    write_atomic,
     write_manifest,
 )
+from orchestrator.synth.trim import trim_silence
 from workloads.speaker_text.descriptions import GRAMMAR_VERSION, Fact, describe
 
 CORPUS_NAME = "speaker_text_local"
@@ -301,20 +302,6 @@ def sentences_for(seed: int, speaker_id: str, n: int) -> list[str]:
 # ------------------------------------------------------------------------------------ synthesis
 
 
-def trim_silence(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Cut to the 10 ms frames within 40 dB of the loudest one: eSpeak's own lead-in/out is fixed
-    and would otherwise be a speaker-independent constant in every clip."""
-    f = max(1, sr // 100)
-    n = len(audio) // f
-    if n == 0:
-        return audio[:0]
-    energy = np.sqrt((audio[: n * f].reshape(n, f).astype(np.float64) ** 2).mean(axis=1))
-    if energy.max() <= 0:
-        return audio[:0]
-    loud = np.flatnonzero(20 * np.log10(np.maximum(energy, 1e-12) / energy.max()) > _TRIM_THRESHOLD_DB)
-    return audio[loud[0] * f : (loud[-1] + 1) * f]
-
-
 def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
     """1/f noise by spectral shaping, on an FFT-friendly length (clip lengths are often near-prime)."""
     m = next_fast_len(n, real=True)
@@ -362,7 +349,7 @@ def synth_utterance(text: str, spk: Speaker, rng: np.random.Generator | None) ->
     audio, sr, _ = synthesize(
         text, voice=ACCENT_VOICES[spk.accent], variant=spk.variant, rate=spk.rate, pitch=spk.pitch
     )
-    speech = trim_silence(audio, sr)
+    speech = trim_silence(audio, sr, _TRIM_THRESHOLD_DB)
     if speech.size == 0:
         raise ManifestError(f"{CORPUS_NAME}: eSpeak produced silence for {spk.id} ({spk.variant}) on {text!r}")
     speech = soxr.resample(speech.astype(np.float64), sr, SR)
@@ -387,21 +374,13 @@ def available_accents() -> list[str]:
     return out
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temp name + rename: a killed build never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _write_wav(path: Path, audio: np.ndarray) -> None:
-    _atomic_write(path, lambda tmp: sf.write(tmp, audio, SR, subtype="PCM_16", format="WAV"))
+    write_atomic(path, lambda tmp: sf.write(tmp, audio, SR, subtype="PCM_16", format="WAV"))
 
 
 def _write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False)
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # ------------------------------------------------------------------------------------- building

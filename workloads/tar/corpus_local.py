@@ -45,7 +45,6 @@ means the build finished.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +65,7 @@ from orchestrator.corpus import (
     package_versions,
     register_corpus,
     seeded_rng,
+    write_atomic,
     write_manifest,
 )
 from workloads.tar.text import preprocess_caption
@@ -783,14 +783,6 @@ def make_captions(scene: Scene, key: tuple[Any, ...]) -> list[Caption]:
 # -------------------------------------------------------------------------------------- building
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Temp file + rename: a killed build never leaves a half-written file a later run trusts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options that define the corpus, defaults filled in; unknown keys and bad values are errors."""
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
@@ -831,7 +823,7 @@ def build_tar_local(req: CorpusRequest) -> Path:
         for index in range(cfg[opt]):
             scene, audio, captions = build_clip(split, index, cfg)
             rel = f"audio/{scene.clip_id}.wav"
-            _write_atomic(out_dir / rel, lambda p, a=audio: sf.write(p, a, SR, subtype="PCM_16", format="WAV"))
+            write_atomic(out_dir / rel, lambda p, a=audio: sf.write(p, a, SR, subtype="PCM_16", format="WAV"))
             off_length += sum(not CAPTION_WORDS[0] <= len(c.text.split()) <= CAPTION_WORDS[1] for c in captions)
             rows.append({"id": scene.clip_id, "split": split, "audio_path": rel, "sr": SR, "offset": 0.0,
                          "duration": scene.duration, "texts": [c.text for c in captions],
@@ -843,8 +835,8 @@ def build_tar_local(req: CorpusRequest) -> Path:
                 "captions": [{"text": c.text, "structure": c.structure, "background": c.background,
                               "mentions": {str(i): a for i, a in sorted(c.mentions.items())}} for c in captions],
             }  # fmt: skip
-    _write_atomic(out_dir / "config.json", lambda p: p.write_text(json.dumps(key, indent=1, sort_keys=True)))
-    _write_atomic(out_dir / "events.json", lambda p: p.write_text(json.dumps(record, indent=1, sort_keys=True)))
+    write_atomic(out_dir / "config.json", lambda p: p.write_text(json.dumps(key, indent=1, sort_keys=True)))
+    write_atomic(out_dir / "events.json", lambda p: p.write_text(json.dumps(record, indent=1, sort_keys=True)))
     write_manifest(manifest_table(rows), manifest)
     counts = ", ".join(f"{s} {cfg[o]}" for s, o in SPLIT_OPTIONS)
     warn = f"; {off_length} caption(s) outside {CAPTION_WORDS} words" if off_length else ""
