@@ -123,7 +123,7 @@ class Services:
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     root = tmp_path_factory.mktemp("cluster")
-    s3, gcs, dash, mlf, *head_ports = free_ports(10)
+    s3, gcs, dash, mlf, *head_ports = free_ports(11)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_", "MLFLOW_"))}
     env.update({
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3}", "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3}",
@@ -207,7 +207,7 @@ param_space:
   lr: {type: grid, values: [1.0e-3, 3.0e-3]}
 searcher: grid
 scheduler: {type: none}
-metric: val/silhouette
+metric: val/silhouette_labels
 mode: max
 seeds: [0]
 """
@@ -248,7 +248,7 @@ def test_qbe_sweep_on_two_nodes_with_s3_and_an_mlflow_server(services: Services,
     by_lr = {r.data.params["lr"]: r.data.metrics for r in local_runs}
     for child in children:
         ref_m = by_lr[child.data.params["lr"]]
-        for key in ("test/original/map", "test/transformed/map", "best/val/silhouette"):
+        for key in ("test/original/map", "test/transformed/map", "best/val/silhouette_labels"):
             assert child.data.metrics[key] == pytest.approx(ref_m[key], abs=1e-5), key
 
 
