@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.sweep import main
@@ -81,6 +82,7 @@ def test_killed_sweep_resumes_with_its_invocation(ray_local, tmp_path: Path) -> 
     assert len(parents3) == 1 and len(children3) == 3
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_parent_killed_and_prints_the_resume_command(ray_local, tmp_path: Path) -> None:
     spec = space_file(tmp_path, "tiny_sigint", "searcher: grid\nscheduler: {type: none}\nseeds: [0, 1, 2]\n")
     done = start_and_stop(ray_local, tmp_path, spec, signal.SIGINT, [])

@@ -89,6 +89,7 @@ num_samples: 2
     assert newest.data.tags["data.qbe_local_swedish.audio.cache"] == "hit"
 
 
+@pytest.mark.slow
 def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ray_local, work: Path) -> None:
     spec = space_file(work, "tiny_nan", """
 param_space:
@@ -106,6 +107,7 @@ scheduler: {type: none}
     assert parents[0].data.metrics["trials/failed"] == 1
 
 
+@pytest.mark.slow
 def test_bad_audio_fails_fast_or_is_quarantined_and_logged(ray_local, work: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from orchestrator.corpus import CorpusRequest, build_corpus, read_manifest

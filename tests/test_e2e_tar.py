@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from orchestrator.sweep import main
@@ -43,6 +44,7 @@ mode: max
     assert tags["regime"] == "finetune" and "Whisper tiny.en" in tags["substitution.audio_encoder"]
 
 
+@pytest.mark.slow
 def test_passt_tap_trial(ray_local, tmp_path: Path) -> None:
     """PaSST (a tiny model in the released layout, 32 kHz log-mel cached by Ray Data) fine-tuned with
     TAP over its 100 ms time frames and the sigmoid loss: the paper profile's other encoder path."""
