@@ -12,6 +12,7 @@ atomically on its own (a half-written object is never visible under its name).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -39,11 +40,25 @@ def parent(path: str) -> str:
 
 
 def filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) of a local path or a URI."""
+    """(filesystem, path inside it) of a local path or a URI.
+
+    Only ``scheme://bucket`` is parsed as a URI: object keys are taken verbatim, since corpus
+    files are named by their words and captions ("från_00.wav", "Forest birds, morning.wav"),
+    which a URI parser rejects unless percent-encoded, and the key must stay the file's name."""
     path = str(path)
     if is_uri(path):
-        return pafs.FileSystem.from_uri(path)
+        scheme, rest = path.split("://", 1)
+        if scheme == "file":
+            return pafs.LocalFileSystem(), os.path.abspath(rest)
+        bucket = rest.split("/", 1)[0]
+        return _bucket_filesystem(f"{scheme}://{bucket}"), rest.rstrip("/") if "/" in rest else bucket
     return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+@functools.lru_cache(maxsize=16)
+def _bucket_filesystem(root: str) -> pafs.FileSystem:
+    """One filesystem object per bucket and process (S3 clients resolve regions and credentials)."""
+    return pafs.FileSystem.from_uri(root)[0]
 
 
 def uri(fs: pafs.FileSystem, path: str) -> str:

@@ -204,7 +204,7 @@ def bucket_keys(svc: Services, prefix: str) -> list[str]:
 QBE = """workload: qbe
 fixed: {dataset: swedish, n_words: 16, epochs: 6, eval_every: 3, batch_size: 64}
 param_space:
-  lr: {type: grid, values: [1.0e-3, 3.0e-3]}
+  lr: {type: grid, values: [3.0e-3]}  # one trial: the default run's budget; the slow tests run more
 searcher: grid
 scheduler: {type: none}
 metric: val/silhouette_labels
@@ -219,7 +219,7 @@ def test_qbe_sweep_on_two_nodes_with_s3_and_an_mlflow_server(services: Services,
     done = sweep(services, spec)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     client, parents, children = mlflow_runs(services, "cluster_qbe")
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 2
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 1
     for child in children:
         assert child.info.status == "FINISHED" and "test/transformed/map" in child.data.metrics
         tables = {a.path for a in client.list_artifacts(child.info.run_id, "tables")}
@@ -285,7 +285,7 @@ def test_tar_finetune_trial_on_the_cluster(services: Services, tmp_path: Path) -
 @pytest.mark.slow
 def test_resume_from_the_bucket_after_the_driver_is_killed(services: Services, tmp_path: Path) -> None:
     spec = tmp_path / "cluster_resume.yaml"
-    spec.write_text(QBE.replace("seeds: [0]", "seeds: [0, 1]"))
+    spec.write_text(QBE.replace("seeds: [0]", "seeds: [0, 1, 2, 3]"))  # four trials
     proc = sweep(services, spec, prefix="resume", wait=False)
     deadline = time.time() + 900
     try:
@@ -314,7 +314,7 @@ def test_resume_from_the_bucket_after_the_driver_is_killed(services: Services, t
 def test_a_lost_worker_node_fails_its_trial_and_the_sweep_finishes_on_a_new_one(services: Services,
                                                                                  tmp_path: Path) -> None:
     spec = tmp_path / "cluster_lost.yaml"
-    spec.write_text(QBE.replace("seeds: [0]", "seeds: [0, 1]"))
+    spec.write_text(QBE.replace("seeds: [0]", "seeds: [0, 1, 2, 3]"))  # four trials
     proc = sweep(services, spec, prefix="lost", wait=False)
     deadline = time.time() + 900
     try:
