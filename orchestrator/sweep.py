@@ -200,7 +200,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     from orchestrator.console import ConsolePrinter
     from orchestrator.registry import load_workload
     from orchestrator.tracking import MlflowTrialCallback, SweepTracker, git_commit
-    from orchestrator.train import TrialContext, evaluate_remote, run_trial, write_artifacts
+    from orchestrator.train import TrialContext, run_trial, submit_evaluation, write_artifacts
 
     wl = load_workload(plan.space.workload)  # an entry point name or module:ATTR
     inv, space = plan.inv, plan.space
@@ -263,18 +263,28 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
             out["source_run_id"] = sources[str(config.get("seed", 0))]["run_id"]
         return out
 
-    def on_stopped(trial: Any, ckpt_path: str) -> tuple[dict[str, float], str]:
-        """A trial the scheduler stopped: test its best checkpoint so far (in Train storage); its
-        artifacts go to the sweep's storage beside the trials, like a finished trial's."""
+    def on_stopped(trial: Any, ckpt_path: str) -> tuple[Any, Any]:
+        """A trial the scheduler stopped: test its best checkpoint so far (in Train storage).
+        Submitted, not waited for: Tune calls this before it releases the trial's resources, so a
+        blocking test pass could wait forever for a CPU the stopped trial still holds (2 cores: the
+        Train worker holds one, the trial functions' slivers leave 0.99 of the other). Returns the
+        task's ObjectRef and what turns its result into (metrics, artifacts location)."""
         import shutil
 
+        import ray
+
         ckpt = tune.Checkpoint(ckpt_path, filesystem=storage.filesystem(ctx.storage_path)[0])
-        ev = evaluate_remote(ctx, dict(trial.config), ckpt)
-        local = write_artifacts(ev, ckpt)
-        dest = storage.join(plan.records_path, f"stopped-trial-{trial.trial_id}")
-        storage.upload_dir(local, dest)
-        shutil.rmtree(local, ignore_errors=True)
-        return ev.metrics, dest
+        ref = submit_evaluation(ctx, dict(trial.config), ckpt)
+
+        def finish() -> tuple[dict[str, float], str]:
+            ev = ray.get(ref)
+            local = write_artifacts(ev, ckpt)
+            dest = storage.join(plan.records_path, f"stopped-trial-{trial.trial_id}")
+            storage.upload_dir(local, dest)
+            shutil.rmtree(local, ignore_errors=True)
+            return ev.metrics, dest
+
+        return ref, finish
 
     sources: dict[str, Any] = {}
     child_tags = {k: v for k, v in tags.items() if k not in ("profile_description", "command")}

