@@ -205,8 +205,13 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     wl = load_workload(plan.space.workload)  # an entry point name or module:ATTR
     inv, space = plan.inv, plan.space
     if not ray.is_initialized():  # tests and notebooks may have started Ray already
+        from orchestrator.ray_env import SETUP_HOOK
+
+        # a Ray instance of our own: its workers' state-API calls must not mistake another local
+        # instance for theirs (orchestrator/ray_env.py)
+        own = {"runtime_env": {"worker_process_setup_hook": SETUP_HOOK}} if address is None else {}
         ray.init(address=address, logging_level=logging.INFO if verbose else logging.WARNING,
-                 log_to_driver=verbose)
+                 log_to_driver=verbose, **own)
     data_ctx = ray.data.DataContext.get_current()
     data_ctx.enable_progress_bars = verbose  # extraction prints its own progress line per view
     data_ctx.print_on_execution_start = verbose
