@@ -5,13 +5,12 @@ holds: the Table 2 layouts on the parent runs, per-trial metrics, transcripts an
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from orchestrator.sweep import main
-from tests.test_e2e_sweep import runs
+from tests.test_e2e_sweep import common, runs, table
 
 FIXED = ("corpus_options: {n_sentences: 60, n_speakers: 4}, epochs: 6, eval_every: 2, width: 64, lr: 3.0e-3, "
          "modality: combined, fusion: concat, ssl: hubert, text: labse, candidates: all")
@@ -24,13 +23,6 @@ def space(tmp: Path, name: str, body: str) -> str:
     return str(path)
 
 
-def common(work: Path) -> list[str]:
-    return ["--tracking-uri", f"sqlite:///{work}/mlflow.db", "--cache-dir", str(work / "cache"),
-            "--storage-path", str(work / "ray_results")]
-
-
-def table(client, run_id: str, name: str) -> dict:
-    return json.loads(Path(client.download_artifacts(run_id, f"tables/{name}.json")).read_text())
 
 
 @pytest.mark.slow

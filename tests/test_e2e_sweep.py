@@ -33,6 +33,11 @@ def common(work: Path) -> list[str]:
             "--storage-path", str(work / "ray_results")]
 
 
+def table(client: MlflowClient, run_id: str, name: str) -> dict:
+    """A table a run logged (``tables/<name>.json``, pandas split layout)."""
+    return json.loads(Path(client.download_artifacts(run_id, f"tables/{name}.json")).read_text())
+
+
 def runs(work: Path, experiment: str) -> tuple[MlflowClient, list, list]:
     client = MlflowClient(f"sqlite:///{work}/mlflow.db")
     exp = client.get_experiment_by_name(experiment)

@@ -6,26 +6,18 @@ paths: one closed-form fit, one trained model, three evaluation-only trials."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from orchestrator.sweep import main
-from tests.test_e2e_sweep import runs
+from tests.test_e2e_sweep import common, runs, table
 
 TINY = "{n_train: 8, n_val: 4, n_test: 5, utts_per_speaker: 3, n_descriptions: 3, seed: 0}"
 FIXED = (f"corpus_options: {TINY}, epochs: 2, eval_every: 1, proj_dim: 32, batch_size: 8, pk_speakers: 4, "
          "pk_utterances: 2, tsne_speakers: 3")
 
 
-def common(work: Path) -> list[str]:
-    return ["--tracking-uri", f"sqlite:///{work}/mlflow.db", "--cache-dir", str(work / "cache"),
-            "--storage-path", str(work / "ray_results")]
-
-
-def table(client, run_id: str, name: str) -> dict:
-    return json.loads(Path(client.download_artifacts(run_id, f"tables/{name}.json")).read_text())
 
 
 @pytest.mark.slow
