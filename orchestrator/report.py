@@ -126,6 +126,16 @@ def console_table(df: pd.DataFrame, cols: list[str], best_id: str | None = None)
             view = view.iloc[:, :-1]
 
 
+def trials_text(trials: pd.DataFrame, searched: list[str], metric: str, headline: list[str], best_id: str) -> str:
+    """The per-trial table: the selection metric and the headline test metrics come before the
+    searched parameters, so that when 120 columns cannot hold everything, parameters are cut
+    (the MLflow table has them all), never the numbers the sweep is run for."""
+    cols = ["trial", "status", metric, *headline, *searched, "seed"]
+    if "error" in trials:
+        cols.append("error")
+    return console_table(trials, cols, best_id)
+
+
 def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
     space = plan.space
     metric = f"best/{space.metric}"
@@ -172,10 +182,8 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
     if plan.pinned:
         header.append("pinned by --set (not searched): " + ", ".join(f"{k}={v}" for k, v in plan.pinned.items()))
     headline = [m for m in wl.headline_metrics() if m in trials] or metric_cols[:4]
-    cols = ["trial", "status", *plan.searched, "seed", metric, *headline]
-    if "error" in trials:
-        cols.append("error")
-    text = "\n".join(header) + "\n" + (console_table(trials, cols, best_id or "") if not trials.empty else "(no trials)")
+    text = "\n".join(header) + "\n" + (trials_text(trials, list(plan.searched), metric, headline, best_id or "")
+                                       if not trials.empty else "(no trials)")
     if best_id:
         text += f"\n* best trial by {metric} ({space.mode}); test metrics are of its best-validation checkpoint"
     if summaries:
