@@ -113,3 +113,14 @@ def gather_sequences_with_grad(x: torch.Tensor, mask: torch.Tensor) -> tuple[tor
         x = F.pad(x, [0, 0] * (x.dim() - 2) + [0, missing])
         mask = F.pad(mask, (0, missing), value=False)
     return gather_with_grad(x), gather_no_grad(mask)
+
+
+def broadcast_decision(flag: bool, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every worker (a decision only rank 0 can take, such as early stopping
+    on the validation it alone ran: a worker that trained on alone would wait forever in DDP's
+    next all-reduce)."""
+    if _world() == 1:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.long, device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())

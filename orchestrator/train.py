@@ -27,12 +27,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from orchestrator.distributed import broadcast_decision
 from orchestrator.views import JoinReport, read_joined
 from orchestrator.workload import Workload, load_workload
 
 MODEL_FILE = "model.pt"  # the best-validation weights
 LAST_FILE = "last.pt"  # the last epoch's weights, in the final checkpoint when they are not the best
 MAX_MODEL_COPY_BYTES = 50 * 2**20  # heads travel with the trial's artifacts into MLflow; fine-tuned encoders do not
+# Ray Train V2's controller collects worker reports once per health-check interval (2 s by default)
+# and a worker's report queue holds one result, so a worker reporting every epoch waits until the
+# next poll: a 1-s epoch of a small head took 2 s. Polling every 0.2 s lifts that cap (Train
+# propagates the variable from the process calling fit to its controller); a value the user set wins.
+TRAIN_POLL_INTERVAL_S = "0.2"
 
 
 class TrialFailed(RuntimeError):
@@ -113,17 +119,21 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     opt, scheduler = wl.configure_optimizer(model, cfg, train) if epochs else (None, None)
     metric, mode = loop_cfg["metric"], loop_cfg["mode"]
     best = -math.inf if mode == "max" else math.inf
+    patience = wl.patience(cfg)
+    stale = 0  # validation rounds since the last improvement
     # rank 0 keeps the best weights on local disk, so the final checkpoint (the one Train always
     # keeps, and the one a stopped trial is tested from) holds the best and the last together
     keep = tempfile.mkdtemp(prefix="best-") if rank == 0 else ""
 
-    def validate_and_report(epoch: int, train_loss: float, train_metrics: dict[str, float]) -> None:
+    def validate_and_report(epoch: int, train_loss: float, train_metrics: dict[str, float]) -> bool:
         """Validation on rank 0; the model is checkpointed (with the input dims it was built
         for, so evaluation rebuilds the same shapes) when validation improves, and at the final
-        round in any case, with the last weights beside the best."""
-        nonlocal best
+        round in any case, with the last weights beside the best. Returns whether training
+        stops here early (``patience`` rounds without improvement; the same on every worker)."""
+        nonlocal best, stale
         metrics: dict[str, Any] = {"epoch": epoch, "train/loss": train_loss, **train_metrics}
         d = None
+        stop = False
         if rank == 0:
             model.eval()
             with torch.no_grad():
@@ -132,7 +142,11 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
             if not math.isfinite(value):
                 raise TrialFailed(f"diverged: validation {metric} is {value} at epoch {epoch}")
             improved = value > best if mode == "max" else value < best
-            final = epoch >= epochs - 1
+            stale = 0 if improved else stale + 1
+            stop = patience is not None and stale >= patience and epoch < epochs - 1
+            if stop:
+                metrics["early_stopped_epoch"] = epoch
+            final = epoch >= epochs - 1 or stop
             state = {"model": _unwrap(model).state_dict(), "epoch": epoch, metric: value, "in_dim": in_dim}
             if improved:
                 best = value
@@ -146,6 +160,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if d else None)
         if d:  # report() has copied it into Train storage
             shutil.rmtree(d, ignore_errors=True)
+        return broadcast_decision(stop, device) if patience is not None else False
 
     try:
         if epochs == 0:  # nothing to train (a closed-form or untrained baseline): validate it once
@@ -169,8 +184,10 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
             train_metrics.update(wl.epoch_metrics(epoch))
             if (epoch + 1) % every and epoch + 1 != epochs:
                 continue
-            validate_and_report(epoch, total / max(n, 1), train_metrics)
+            stop = validate_and_report(epoch, total / max(n, 1), train_metrics)
             train_metrics.clear()
+            if stop:
+                break
     finally:
         if keep:
             shutil.rmtree(keep, ignore_errors=True)
@@ -204,6 +221,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     wl = load_workload(ctx.workload)
     cfg = wl.config_cls.model_validate(config)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_INTERVAL_S)
     ray.data.DataContext.get_current().enable_progress_bars = ctx.progress_bars
     # The trial reads the cache with pyarrow and hands Ray Data in-memory blocks: read tasks would
     # need a free CPU, which the Train workers already hold on a small machine (Ray Data then

@@ -107,6 +107,12 @@ class Workload(ABC):
     @abstractmethod
     def eval_every(self, cfg: Any) -> int: ...
 
+    def patience(self, cfg: Any) -> int | None:
+        """Early stopping: training ends after this many validation rounds in a row without an
+        improvement of the sweep's metric (the one the tested checkpoint is chosen by); ``None``
+        trains every epoch."""
+        return None
+
     def with_epochs(self, cfg: Any, epochs: int) -> Any:
         """The config run for ``epochs`` (``--max-epochs``), so epoch-based schedules (margin
         annealing, LR decay) still run their whole course in a shortened run."""

@@ -256,6 +256,12 @@ def test_the_five_search_spaces_resolve(profile: str, tmp_path) -> None:
     assert plans["clasp_multilingual"].is_eval and not plans["clasp_loss"].is_eval  # query language: inference only
     assert all(p.base["candidates"] == ("sampled" if s in ("clasp_modality", "clasp_backbone") else "all")
                for s, p in plans.items())
+    # stage 1 trains all 50 epochs; the later stages stop early (the config's patience)
+    from workloads.clasp.config import ClaspConfig
+
+    patience = {s: ClaspConfig.model_validate({k: v for k, v in p.base.items()}).patience for s, p in plans.items()}
+    assert patience == {"clasp_modality": None, "clasp_backbone": 5, "clasp_loss": 5, "clasp_multilingual": 5,
+                        "clasp_lr": 5}
 
 
 def test_views_per_system_and_query_language() -> None:

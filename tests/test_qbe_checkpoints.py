@@ -7,6 +7,7 @@ reported checkpoint as Train storage would."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from workloads.qbe import INFO
 from workloads.qbe.workload import QbEWorkload
 
 SCRIPT: list[float] = []  # validation values the scripted workload returns, in order
+PATIENCE: list[int | None] = [None]  # the scripted workload's early-stopping patience
 
 
 class ScriptedQbE(QbEWorkload):
@@ -32,6 +34,9 @@ class ScriptedQbE(QbEWorkload):
 
     def validate(self, model: torch.nn.Module, val: Any, cfg: Any) -> dict[str, float]:
         return {**super().validate(model, val, cfg), "val/scripted": SCRIPT.pop(0)}
+
+    def patience(self, cfg: Any) -> int | None:
+        return PATIENCE[0]
 
 
 SCRIPTED_INFO = ScriptedQbE.info
@@ -125,3 +130,27 @@ def test_last_epoch_best_is_tested_once(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert ev.metrics["test_last/transformed/map"] == ev.metrics["test/transformed/map"]
     # the per-epoch triplet mix reached every report
     assert all("train/semi_hard_fallback_share" in m for m, _ in reports)
+
+
+def test_early_stopping_ends_training_and_tests_the_best(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Patience 2: epochs 2 and 3 do not beat epoch 1, so training ends after epoch 3 of 8; the
+    final checkpoint holds epoch 1 (best) and epoch 3 (last); values 4.. are never asked for."""
+    monkeypatch.setattr(sys.modules[__name__], "PATIENCE", [2])
+    reports, cfg = _train(monkeypatch, tmp_path, [0.5, 0.7, 0.6, 0.7, 0.9, 0.9, 0.9, 0.9], epochs=8)
+    assert [m["epoch"] for m, _ in reports] == [0, 1, 2, 3]
+    assert [r[1] is not None for r in reports] == [True, True, False, True]
+    assert reports[-1][0]["early_stopped_epoch"] == 3
+    assert all("early_stopped_epoch" not in m for m, _ in reports[:-1])
+    best = torch.load(reports[-1][1] / train_mod.MODEL_FILE, weights_only=True)
+    last = torch.load(reports[-1][1] / train_mod.LAST_FILE, weights_only=True)
+    assert (best["epoch"], best["val/scripted"], last["epoch"]) == (1, 0.7, 3)
+    assert SCRIPT == [0.9] * 4
+
+
+def test_patience_is_not_reached_when_validation_keeps_improving(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """A bump shorter than the patience does not stop training (the count restarts on a new best)."""
+    monkeypatch.setattr(sys.modules[__name__], "PATIENCE", [2])
+    reports, _ = _train(monkeypatch, tmp_path, [0.5, 0.4, 0.6, 0.5, 0.7], epochs=5)
+    assert [m["epoch"] for m, _ in reports] == [0, 1, 2, 3, 4]
+    assert all("early_stopped_epoch" not in m for m, _ in reports)

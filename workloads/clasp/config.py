@@ -96,6 +96,11 @@ class ClaspConfig(BaseModel):
     batch_size: int = Field(32, ge=2)
     epochs: int = Field(50, ge=1)
     eval_every: int = Field(1, ge=1)
+    # early stopping (stages 2-3: "all models were trained with early stopping"): validation rounds
+    # without a lower validation loss before training ends; null trains every epoch (stage 1: "all
+    # models were trained for 50 epochs"). The paper gives no patience; 5 rounds outlast the
+    # validation-loss bumps of the local runs (up to 3 rounds).
+    patience: int | None = Field(5, ge=1)
     # ---- evaluation (inference fields) -------------------------------------------------------
     query_language: Literal["en", "de", "fr", "fa", "zh"] = "en"
     candidates: Literal["sampled", "all"] = "all"  # 5 random speech candidates per query (stages 1-2) or all test items

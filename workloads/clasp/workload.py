@@ -198,6 +198,9 @@ class ClaspWorkload(Workload):
     def eval_every(self, cfg: ClaspConfig) -> int:
         return cfg.eval_every
 
+    def patience(self, cfg: ClaspConfig) -> int | None:
+        return cfg.patience
+
     # -- training data -------------------------------------------------------------------------
     def train_batches(self, train: ClaspData, cfg: ClaspConfig, epoch: int,
                       rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
