@@ -103,10 +103,10 @@ def _train_sources(plan: SweepPlan, wl: Any, ctx: Any, tracker: Any, base: dict[
     from orchestrator.console import ConsolePrinter
     from orchestrator.sweep import _make_tuner
     from orchestrator.tracking import MlflowTrialCallback
-    from orchestrator.train import MODEL_FILE, run_trial
+    from orchestrator.train import MODEL_FILE, TRIAL_FN_RESOURCES, run_trial
 
     print(f"[sweep] {plan.space.name}: evaluation sweep; training the model once per seed ({len(seeds)})", flush=True)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": 0.01})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_FN_RESOURCES)
     console = ConsolePrinter([], plan.space.metric, plan.space.mode, len(seeds), label="training")
     callbacks = [MlflowTrialCallback(tracker, {**child_tags, "role": "source"}, metric=plan.space.metric,
                                      state_key=SOURCE_STATE_KEY, console=console)]

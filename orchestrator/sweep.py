@@ -200,7 +200,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     from orchestrator.console import ConsolePrinter
     from orchestrator.registry import load_workload
     from orchestrator.tracking import MlflowTrialCallback, SweepTracker, git_commit
-    from orchestrator.train import TrialContext, run_trial, submit_evaluation, write_artifacts
+    from orchestrator.train import TRIAL_FN_RESOURCES, TrialContext, run_trial, submit_evaluation, write_artifacts
 
     wl = load_workload(plan.space.workload)  # an entry point name or module:ATTR
     inv, space = plan.inv, plan.space
@@ -272,7 +272,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
         """A trial the scheduler stopped: test its best checkpoint so far (in Train storage).
         Submitted, not waited for: Tune calls this before it releases the trial's resources, so a
         blocking test pass could wait forever for a CPU the stopped trial still holds (2 cores: the
-        Train worker holds one, the trial functions' slivers leave 0.99 of the other). Returns the
+        stopped trial's Train worker holds one, another trial's the other). Returns the
         task's ObjectRef and what turns its result into (metrics, artifacts location)."""
         import shutil
 
@@ -301,7 +301,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
         tracker.log_tags(parent, {"source_run_ids": ",".join(s["run_id"] for s in sources.values())})
         param_space = tune_param_space(plan, base, seeds=sorted(int(s) for s in sources))
     else:
-        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": 0.01})
+        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_FN_RESOURCES)
         param_space = tune_param_space(plan, base)
     callbacks = [MlflowTrialCallback(tracker, child_tags, on_stopped=on_stopped, tags_for=tags_for,
                                      metric=space.metric,

@@ -39,6 +39,11 @@ MAX_MODEL_COPY_BYTES = 50 * 2**20  # heads travel with the trial's artifacts int
 # next poll: a 1-s epoch of a small head took 2 s. Polling every 0.2 s lifts that cap (Train
 # propagates the variable from the process calling fit to its controller); a value the user set wins.
 TRAIN_POLL_INTERVAL_S = "0.2"
+# What a trial's Tune function holds: no CPU (it only waits in fit(); the Train workers and the
+# test task request their own), yet a non-empty bundle, as Tune requires one. With a 0.01-CPU
+# sliver per trial, two trials on a 2-CPU machine needed 2.02 CPUs for their Train workers, so the
+# second waited for the first to finish: "2 concurrent trials" trained one at a time.
+TRIAL_FN_RESOURCES = {"cpu": 0, "memory": 2**20}
 
 
 class TrialFailed(RuntimeError):
@@ -327,11 +332,11 @@ def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, c
 
 def submit_evaluation(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Any:
     """``evaluate_on_test`` where the trial's resources are, as a Ray task (its ObjectRef): a
-    trial's own Tune function holds a sliver of a CPU (its Train workers held the rest), so the test
-    pass asks for what a Train worker had, a GPU included."""
+    trial's own Tune function holds no CPU (its Train workers held them), so the test pass asks
+    for what a Train worker had, a GPU included."""
     import ray
 
-    # DEFAULT: outside the trial's placement group (a bundle holding the function's CPU sliver)
+    # DEFAULT: outside the trial's placement group (a bundle holding only TRIAL_FN_RESOURCES)
     task = ray.remote(evaluate_on_test).options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker,
                                                 scheduling_strategy="DEFAULT")
     return task.remote(ctx.workload, config, ctx, ckpt)

@@ -100,8 +100,8 @@ num_samples: 2
 def test_a_trial_the_scheduler_stops_is_tested_and_the_sweep_goes_on(ray_local, work: Path) -> None:
     """ASHA stops the second trial (learning rate 1e-9: no better than untrained) at its first
     rung. Tune calls back before it frees the stopped trial's CPU, so testing the checkpoint in
-    that callback waited forever on 2 cores (Train worker 1 CPU, trial functions 0.01 each: 0.99
-    left for a 1-CPU test task); the test pass now runs once the CPU is free."""
+    that callback waited forever on 2 cores (the stopped trial's Train worker still held its CPU);
+    the test pass now runs once the CPU is free."""
     spec = space_file(work, "tiny_stopped", """
 param_space:
   lr: {type: grid, values: [3.0e-3, 1.0e-9]}
