@@ -252,7 +252,7 @@ def test_the_five_search_spaces_resolve(profile: str, tmp_path) -> None:
     extra = {"data_root": str(tmp_path)} if profile == "paper" else {}
     plans = {s: resolve(new_experiment(Invocation(sweep=s, profile=profile, **extra)))
              for s in ("clasp_modality", "clasp_backbone", "clasp_loss", "clasp_multilingual", "clasp_lr")}
-    assert plans["clasp_modality"].n_trials == 9 and plans["clasp_backbone"].n_trials == (16 if profile == "local" else 24)
+    assert plans["clasp_modality"].n_trials == 9 and plans["clasp_backbone"].n_trials == (8 if profile == "local" else 24)
     assert plans["clasp_multilingual"].is_eval and not plans["clasp_loss"].is_eval  # query language: inference only
     assert all(p.base["candidates"] == ("sampled" if s in ("clasp_modality", "clasp_backbone") else "all")
                for s, p in plans.items())
