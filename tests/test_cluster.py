@@ -313,14 +313,20 @@ def test_resume_from_the_bucket_after_the_driver_is_killed(services: Services, t
 @pytest.mark.slow
 def test_a_lost_worker_node_fails_its_trial_and_the_sweep_finishes_on_a_new_one(services: Services,
                                                                                  tmp_path: Path) -> None:
+    """The node dies while a trial's Train worker trains on it (that trial has reported a
+    validation round). Trial functions hold no CPU, so they run on the head and outlive the node:
+    a node lost before a trial's Train worker started costs nothing (Train places the worker on
+    the returning node); one lost mid-training fails that trial (``max_failures=0``)."""
     spec = tmp_path / "cluster_lost.yaml"
-    spec.write_text(QBE.replace("seeds: [0]", "seeds: [0, 1, 2, 3]"))  # four trials
+    # four trials, long enough (50 validation rounds) to be caught training
+    spec.write_text(QBE.replace("seeds: [0]", "seeds: [0, 1, 2, 3]").replace("epochs: 6,", "epochs: 150,"))
     proc = sweep(services, spec, prefix="lost", wait=False)
     deadline = time.time() + 900
     try:
-        while True:  # once one trial finished and the next one runs, the worker node dies
+        while True:  # once one trial finished and the next one has reported, the worker node dies
             _, _, children = mlflow_runs(services, "cluster_lost")
-            if any(c.info.status == "FINISHED" for c in children) and any(c.info.status == "RUNNING" for c in children):
+            if any(c.info.status == "FINISHED" for c in children) and any(
+                    c.info.status == "RUNNING" and "val/silhouette_labels" in c.data.metrics for c in children):
                 break
             assert proc.poll() is None, proc.stdout.read()[-3000:]
             assert time.time() < deadline, "never reached the second trial"
