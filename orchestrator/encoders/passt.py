@@ -290,6 +290,7 @@ class PaSSTLogMel:
     def __init__(self) -> None:
         self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.n_mels = 32000, 1024, 800, 320, 128
         self.f_min, self.f_max = 0.0, 15000.0  # hear21passt: fmax = sr // 2 - fmax_aug_range // 2 (2000)
+        self.preemphasis = 0.97
         self.window = torch.hann_window(self.win_length, periodic=False)
         self.mel_basis = torch.from_numpy(
             kaldi_mel_banks(self.n_mels, self.n_fft, self.sample_rate, self.f_min, self.f_max))
@@ -298,7 +299,7 @@ class PaSSTLogMel:
         return {
             "sample_rate": self.sample_rate, "n_fft": self.n_fft, "win_length": self.win_length,
             "hop_length": self.hop_length, "n_mels": self.n_mels, "f_min": self.f_min, "f_max": self.f_max,
-            "preemphasis": 0.97, "log_offset": 1e-5, "normalise": "(x + 4.5) / 5",
+            "preemphasis": self.preemphasis, "log_offset": 1e-5, "normalise": "(x + 4.5) / 5",
         }
 
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:
@@ -306,7 +307,7 @@ class PaSSTLogMel:
         if wave.shape[-1] < 2:
             raise ValueError("waveform shorter than 2 samples")
         x = wave.float()
-        x = x[1:] - 0.97 * x[:-1]
+        x = x[1:] - self.preemphasis * x[:-1]
         n = x.shape[-1]
         if n <= self.n_fft // 2:  # reflect padding needs more samples than half an FFT
             x = F.pad(x, (0, self.n_fft // 2 + 1 - n))
