@@ -200,7 +200,14 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     from orchestrator.console import ConsolePrinter
     from orchestrator.registry import load_workload
     from orchestrator.tracking import MlflowTrialCallback, SweepTracker, git_commit
-    from orchestrator.train import TRIAL_FN_RESOURCES, TrialContext, run_trial, submit_evaluation, write_artifacts
+    from orchestrator.train import (
+        TRIAL_FN_RESOURCES,
+        TrialContext,
+        kept_checkpoint,
+        run_trial,
+        submit_evaluation,
+        write_artifacts,
+    )
 
     wl = load_workload(plan.space.workload)  # an entry point name or module:ATTR
     inv, space = plan.inv, plan.space
@@ -283,7 +290,7 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
 
         def finish() -> tuple[dict[str, float], str]:
             ev = ray.get(ref)
-            local = write_artifacts(ev, ckpt)
+            local = write_artifacts(ev, kept_checkpoint(ckpt))  # the one the test pass read
             dest = storage.join(plan.records_path, f"stopped-trial-{trial.trial_id}")
             storage.upload_dir(local, dest)
             shutil.rmtree(local, ignore_errors=True)

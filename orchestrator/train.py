@@ -298,13 +298,36 @@ class Evaluation:
     best_epoch: int
 
 
+def kept_checkpoint(ckpt: Any) -> Any:
+    """The checkpoint a trial is tested from: ``ckpt`` while it still holds the model, else the
+    newest checkpoint of the same Train run that does. Tune stops a trial on the report it has
+    seen, but the Train run may already have registered a later, better checkpoint, and with
+    ``num_to_keep=1`` Train then deletes the one Tune saw (seen with qbe's ASHA test on a loaded
+    2-core machine: the epoch-4 checkpoint gone 60 ms after it was reported). Every checkpoint's
+    model file holds the best weights up to its round, so the newest one left is the trial's best."""
+    import pyarrow.fs as pafs
+    from ray import tune
+
+    fs, path = ckpt.filesystem, str(ckpt.path).rstrip("/")
+    if fs.get_file_info(f"{path}/{MODEL_FILE}").type != pafs.FileType.NotFound:
+        return ckpt
+    run_dir = path.rsplit("/", 1)[0]
+    infos = fs.get_file_info(pafs.FileSelector(run_dir, allow_not_found=True))
+    names = sorted((i.base_name for i in infos if i.type == pafs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_")), reverse=True)  # names carry the time
+    for name in names:
+        if fs.get_file_info(f"{run_dir}/{name}/{MODEL_FILE}").type != pafs.FileType.NotFound:
+            return tune.Checkpoint(f"{run_dir}/{name}", filesystem=fs)
+    raise FileNotFoundError(f"no checkpoint with {MODEL_FILE} left in {run_dir} (reported: {path})")
+
+
 def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:
     """Evaluate a trained checkpoint on the test split (runs as a Ray task with the trial's CPUs
     and GPU, on whichever node has them; the checkpoint comes from Train storage): the best
     weights as ``test/...`` with tables and figures, the last epoch's as ``test_last/...``."""
     wl = load_workload(workload)
     cfg = wl.config_cls.model_validate(config)
-    with ckpt.as_directory() as d:
+    with kept_checkpoint(ckpt).as_directory() as d:
         state = torch.load(os.path.join(d, MODEL_FILE), map_location="cpu", weights_only=True)
         last_path = os.path.join(d, LAST_FILE)
         last_state = torch.load(last_path, map_location="cpu", weights_only=True) if os.path.exists(last_path) else None

@@ -154,3 +154,26 @@ def test_patience_is_not_reached_when_validation_keeps_improving(monkeypatch: py
     reports, _ = _train(monkeypatch, tmp_path, [0.5, 0.4, 0.6, 0.5, 0.7], epochs=5)
     assert [m["epoch"] for m, _ in reports] == [0, 1, 2, 3, 4]
     assert all("early_stopped_epoch" not in m for m, _ in reports)
+
+
+def test_a_stopped_trial_is_tested_from_the_newest_checkpoint_train_kept(tmp_path: Path) -> None:
+    """Tune stopped a trial on the epoch-4 report, but Train had registered the epoch-9 checkpoint
+    and deleted the epoch-4 one (num_to_keep=1): the test pass reads the newest one left."""
+    from ray import tune
+
+    run = tmp_path / "train" / "train-90c86_00001"
+    seen, newer = run / "checkpoint_2026-12-04_19-27-19.467992", run / "checkpoint_2026-12-04_19-27-19.530077"
+    for d, epoch in ((seen, 4), (newer, 9)):
+        d.mkdir(parents=True)
+        torch.save({"epoch": epoch}, d / train_mod.MODEL_FILE)
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    assert Path(train_mod.kept_checkpoint(tune.Checkpoint(str(seen))).path) == seen  # still there: itself
+    shutil.rmtree(seen)
+    (run / "checkpoint_2026-12-04_19-27-20.000000").mkdir()  # a newer one being written: no model yet
+    kept = train_mod.kept_checkpoint(tune.Checkpoint(str(seen)))
+    assert Path(kept.path) == newer
+    with kept.as_directory() as d:
+        assert torch.load(Path(d) / train_mod.MODEL_FILE, weights_only=True)["epoch"] == 9
+    shutil.rmtree(newer)
+    with pytest.raises(FileNotFoundError, match="no checkpoint with model.pt left in"):
+        train_mod.kept_checkpoint(tune.Checkpoint(str(seen)))
