@@ -108,13 +108,14 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     rng = np.random.default_rng(seed * 1000 + rank)
 
     train = _materialise(ray.train.get_dataset_shard("train"), wl)
+    whole_train = train  # all training rows when the workload splits them itself, else this shard
     if wl.splits_train_itself:
         train = wl.shard_train(train, rank, ctx.get_world_size())
     val = _materialise(ray.train.get_dataset_shard("val"), wl)
     device = ray.train.torch.get_device()
     in_dim = wl.input_dim(train)
     model = wl.build_model(cfg, in_dim)
-    wl.fit_closed_form(model, train, cfg)  # e.g. an LDA baseline; the default does nothing
+    wl.fit_closed_form(model, whole_train, cfg)  # e.g. an LDA baseline, the same fit on every worker
     model = ray.train.torch.prepare_model(model)
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):

@@ -78,9 +78,10 @@ class Workload(ABC):
         return train
 
     def fit_closed_form(self, model: torch.nn.Module, train: Any, cfg: Any) -> None:
-        """Fit what has no gradient (an LDA projection, class statistics) on this worker's training
-        data, before the first epoch. With ``epochs(cfg) == 0`` this is all the training there is:
-        the model is validated once and checkpointed."""
+        """Fit what has no gradient (an LDA projection, class statistics) before the first epoch:
+        on all training rows when the workload ``splits_train_itself`` (every worker then fits the
+        same), else on this worker's Ray Data shard. With ``epochs(cfg) == 0`` this is all the
+        training there is: the model is validated once and checkpointed."""
 
     @abstractmethod
     def configure_optimizer(self, model: torch.nn.Module, cfg: Any, train: Any

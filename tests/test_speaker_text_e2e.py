@@ -39,10 +39,15 @@ seeds: [0]
     assert len(parents) == 1 and len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
     parent = parents[0]
     assert "GE2E" in parent.data.tags["substitution.speaker_encoder"]
+    assert parent.data.tags["choice.fusion"].startswith("fused query = the similarity-weighted average")
+    assert {"choice.table_layout", "choice.aam_softmax", "choice.sampler"} <= set(parent.data.tags)
     for c in children:
         m = c.data.metrics
-        for d in ("s2t", "t2s", "s2t_fused", "t2s_fused"):
-            assert 0 <= m[f"test/{d}/map10"] <= 1 and m[f"test/{d}/meanr"] >= 1
+        for p in ("", "utt/"):  # speaker items (the paper's layout), utterances x descriptions
+            for d in ("s2t", "t2s", "s2t_fused", "t2s_fused"):
+                assert 0 <= m[f"test/{p}{d}/map10"] <= 1 and m[f"test/{p}{d}/meanr"] >= 1
+        # one item per test speaker: a random ranking's MeanR is (5 + 1) / 2
+        assert m["test/chance/s2t/meanr"] == m["test/chance/t2s/meanr"] == 3.0
         assert m["test/n_speakers"] == 5 and m["test/n_utterances"] == 15 and m["test/n_descriptions"] == 15
         assert "figures/tsne.png" in {a.path for a in client.list_artifacts(c.info.run_id, "figures")}
         assert "tables/table_1.json" in {a.path for a in client.list_artifacts(c.info.run_id, "tables")}
@@ -53,11 +58,13 @@ seeds: [0]
             assert [h.step for h in history] == [0, 1]
     t1 = table(client, parent.info.run_id, "table_1")
     rows = {r[0]: dict(zip(t1["columns"], r)) for r in t1["data"]}
-    assert list(rows) == ["B00", "C02"] and rows["C02"]["seeds"] == 1
+    assert list(rows) == ["B00", "C02", "chance"] and rows["C02"]["seeds"] == 1
+    assert rows["chance"]["s→t MeanR"] == rows["chance"]["t→s (fusion) MeanR"] == "3.000"
     assert rows["B00"]["Speaker/Audio enc."] == "ECAPA-TDNN [ge2e]" and rows["C02"]["Loss"].startswith("L_CTS,tot^sup")
     by_system = {c.data.params["system"]: c for c in children}
     assert rows["B00"]["s→t mAP10 (%)"] == f"{100 * by_system['B00'].data.metrics['test/s2t/map10']:.3f}"
     assert rows["C02"]["t→s (fusion) MeanR"] == f"{by_system['C02'].data.metrics['test/t2s_fused/meanr']:.3f}"
+    assert rows["C02"]["t→s MeanR [utt]"] == f"{by_system['C02'].data.metrics['test/utt/t2s/meanr']:.3f}"
 
     # fusion N on the trained C02 model (--from-run: nothing is trained again), evaluated per N;
     # the curve against N on the parent
@@ -69,7 +76,7 @@ param_space:
   fusion_n: {{type: randint, low: 1, high: 8}}
 searcher: optuna
 num_samples: 3
-metric: val/t2s_fused/map10
+metric: val/utt/t2s_fused/map10
 mode: max
 """)
     source = by_system["C02"].info.run_id

@@ -19,8 +19,8 @@ from workloads.speaker_text.config import SpeakerTextConfig
 from workloads.speaker_text.figures import fusion_curve
 from workloads.speaker_text.fusion import fuse
 from workloads.speaker_text.lda import UnlinkedLDA
-from workloads.speaker_text.losses import aam_softmax, cts, info_nce, supcon, supcon_cts
-from workloads.speaker_text.metrics import retrieval_metrics, table_one
+from workloads.speaker_text.losses import aam_softmax, am_softmax, cts, info_nce, supcon, supcon_cts
+from workloads.speaker_text.metrics import chance_metrics, retrieval_metrics, table_one
 from workloads.speaker_text.model import LinkingNetwork
 from workloads.speaker_text.workload import SpeakerTextWorkload
 
@@ -89,6 +89,15 @@ def test_aam_softmax_margin_by_hand() -> None:
     assert aam_softmax(far, label, 0.2, 1.0).item() == pytest.approx(softplus(0.0 - cont), abs=1e-9)
 
 
+def test_am_softmax_margin_by_hand() -> None:
+    """AM-softmax (the paper's citation [18]): the target logit is s (cos(theta_y) - m)."""
+    cosine, label = t([[0.8, 0.6]]), torch.tensor([0])
+    assert am_softmax(cosine, label, margin=0.2, scale=10.0).item() == pytest.approx(softplus(6 - 6), abs=1e-9)
+    assert am_softmax(cosine, label, 0.0, 10.0).item() == pytest.approx(aam_softmax(cosine, label, 0.0, 10.0).item())
+    # the other class's logit carries no margin: class 1's target is 10 (0.6 - 0.2) against 8
+    assert am_softmax(cosine, torch.tensor([1]), 0.2, 10.0).item() == pytest.approx(softplus(8 - 4), abs=1e-9)
+
+
 # ------------------------------------------------------------------------------------------------
 # fusion
 
@@ -98,18 +107,24 @@ def test_fusion_tiny_example_by_hand() -> None:
     others = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
     # top-2 by cosine: rows 0 (1.0) and 2 (0.6); weights 1/1.6, 0.6/1.6
     neighbours = np.array([0.625 + 0.375 * 0.6, 0.375 * 0.8])  # [0.85, 0.3]
-    fused = np.array([1.0, 0.0]) + neighbours / np.hypot(0.85, 0.3)
+    unit = neighbours / np.hypot(0.85, 0.3)
+    # the literal reading (default): the neighbours' average alone
+    np.testing.assert_allclose(fuse(q, others, 2), unit[None], atol=1e-6)
+    # keep_query: the mean of the query and the neighbours' average
+    fused = np.array([1.0, 0.0]) + unit
     fused /= np.linalg.norm(fused)
-    np.testing.assert_allclose(fuse(q, others, 2), fused[None], atol=1e-6)
+    np.testing.assert_allclose(fuse(q, others, 2, keep_query=True), fused[None], atol=1e-6)
     np.testing.assert_allclose(fused, [0.985636, 0.168834], atol=1e-5)
-    # N = 1: the mean of the query and its nearest item; N beyond the set is capped
-    np.testing.assert_allclose(fuse(q, others, 1), [[1.0, 0.0]], atol=1e-6)
+    # N = 1: the nearest item (literal), the mean of the query and it (keep_query); N beyond the set is capped
+    np.testing.assert_allclose(fuse(q, others[1:], 1), [[0.6, 0.8]], atol=1e-6)
+    np.testing.assert_allclose(fuse(q, others, 1, keep_query=True), [[1.0, 0.0]], atol=1e-6)
     np.testing.assert_allclose(fuse(q, others, 50), fuse(q, others, 3), atol=1e-7)
     # no neighbour with a positive cosine: uniform weights
     neg = np.array([[-1.0, 0.0], [-0.6, -0.8]], np.float32)
     mean = np.array([-0.8, -0.4]) / np.hypot(0.8, 0.4)
+    np.testing.assert_allclose(fuse(q, neg, 2), mean[None], atol=1e-6)
     expected = (np.array([1.0, 0.0]) + mean) / np.linalg.norm(np.array([1.0, 0.0]) + mean)
-    np.testing.assert_allclose(fuse(q, neg, 2), expected[None], atol=1e-6)
+    np.testing.assert_allclose(fuse(q, neg, 2, keep_query=True), expected[None], atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -166,14 +181,60 @@ def test_metric_directions_by_hand() -> None:
     tx = np.array([[1, 0], [0, 1], [0.8, 0.6]], np.float32)
     t_lab = np.array([0, 1, 1])
     m = retrieval_metrics(s, s_lab, tx, t_lab, fusion_n=1)
-    # s->t: u1 ranks tA first (AP 1); u2 ranks tB2, tA (AP 1/2, first relevant at 2); u3: tB1, tB2 (AP 1)
-    assert m["s2t/map10"] == pytest.approx((1 + 0.5 + 1) / 3)
-    assert m["s2t/meanr"] == pytest.approx((1 + 2 + 1) / 3)
+    # utterance layout, s->t: u1 ranks tA first (AP 1); u2 ranks tB2, tA (AP 1/2, first relevant
+    # at 2); u3: tB1, tB2 (AP 1)
+    assert m["utt/s2t/map10"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert m["utt/s2t/meanr"] == pytest.approx((1 + 2 + 1) / 3)
     # t->s: tA finds u1, u2 (AP 1); tB1 finds u3 first (AP 1); tB2 ranks u2, u1, u3 (AP 1/3, rank 3)
-    assert m["t2s/map10"] == pytest.approx((1 + 1 + 1 / 3) / 3)
-    assert m["t2s/meanr"] == pytest.approx((1 + 1 + 3) / 3)
-    assert set(m) >= {f"{d}/{k}" for d in ("s2t", "t2s", "s2t_fused", "t2s_fused") for k in ("map10", "meanr")}
-    assert all(0 <= m[f"{d}/map10"] <= 1 for d in ("s2t_fused", "t2s_fused"))
+    assert m["utt/t2s/map10"] == pytest.approx((1 + 1 + 1 / 3) / 3)
+    assert m["utt/t2s/meanr"] == pytest.approx((1 + 1 + 3) / 3)
+    # speaker items: A = norm(u1 + u2) = [0.949, 0.316], B = u3; texts A = tA, B = norm(tB1 + tB2)
+    # = [0.447, 0.894]. s->t: A: cos(tA) 0.949 > cos(tB) 0.707; B: 0 < 0.894. t->s: tA: 0.949 > 0;
+    # tB: 0.707 < 0.894. Every item finds its speaker first.
+    for d in ("s2t", "t2s"):
+        assert m[f"{d}/map10"] == pytest.approx(1.0) and m[f"{d}/meanr"] == pytest.approx(1.0)
+    keys = {f"{p}{d}/{k}" for p in ("", "utt/") for d in ("s2t", "t2s", "s2t_fused", "t2s_fused")
+            for k in ("map10", "meanr")}
+    assert set(m) >= keys
+    assert all(0 <= m[f"{p}{d}/map10"] <= 1 for p in ("", "utt/") for d in ("s2t_fused", "t2s_fused"))
+    # chance: 2 items, one relevant: AP@10 (1 + 1/2) / 2, rank 1.5. Utterances -> 3 descriptions:
+    # u1, u2 have R = 1 (AP (1/3)(1 + 1/2 + 1/3), rank 2), u3 has R = 2 (AP (1/2)(2/3)(1 + 3/4 +
+    # 2/3), rank 4/3)
+    assert m["chance/s2t/map10"] == pytest.approx(0.75) and m["chance/t2s/meanr"] == pytest.approx(1.5)
+    assert m["chance/utt/s2t/map10"] == pytest.approx((2 * 11 / 18 + (1 / 3) * (29 / 12)) / 3)
+    assert m["chance/utt/s2t/meanr"] == pytest.approx((2 + 2 + 4 / 3) / 3)
+
+
+def test_chance_by_enumerating_every_ranking() -> None:
+    # 2 relevant among 4: the 6 placements give AP@10 1, 5/6, 3/4, 7/12, 1/2, 5/12 and first ranks
+    # 1, 1, 1, 2, 2, 3
+    c = chance_metrics(np.array([7]), np.array([7, 1, 7, 2]))
+    assert c["map10"] == pytest.approx((1 + 5 / 6 + 3 / 4 + 7 / 12 + 1 / 2 + 5 / 12) / 6)
+    assert c["meanr"] == pytest.approx(10 / 6)
+    # one relevant among 40 (Table I's [8] and B00 rows): H_10 / 40 and 20.5
+    c = chance_metrics(np.arange(40), np.arange(40))
+    assert 100 * c["map10"] == pytest.approx(7.32, abs=0.005) and c["meanr"] == pytest.approx(20.5)
+    # AP@10 caps R at 10 and ranks at 10: 12 relevant among 12 -> AP@10 = 1
+    assert chance_metrics(np.array([0]), np.zeros(12))["map10"] == pytest.approx(1.0)
+    assert np.isnan(chance_metrics(np.array([5]), np.array([1, 2]))["map10"])  # no relevant item
+
+
+def test_random_embeddings_score_chance_in_both_layouts() -> None:
+    """40 speakers x 6 utterances and 5 descriptions of random 32-d embeddings, 150 draws: every
+    direction's mean mAP@10 and MeanR land on the computed chance level."""
+    rng = np.random.default_rng(0)
+    s_lab, t_lab = np.repeat(np.arange(40), 6), np.repeat(np.arange(40), 5)
+    draws = [retrieval_metrics(rng.standard_normal((240, 32)), s_lab, rng.standard_normal((200, 32)), t_lab, 10)
+             for _ in range(150)]  # seeds 0-2: worst deviation 5 % (mAP@10), 1 % (MeanR)
+    for p in ("", "utt/"):
+        for d in ("s2t", "t2s"):
+            chance = draws[0][f"chance/{p}{d}/map10"], draws[0][f"chance/{p}{d}/meanr"]
+            for fused in ("", "_fused"):
+                got = [np.mean([m[f"{p}{d}{fused}/{k}"] for m in draws]) for k in ("map10", "meanr")]
+                assert got[0] == pytest.approx(chance[0], rel=0.1), (p, d, fused)
+                assert got[1] == pytest.approx(chance[1], rel=0.05), (p, d, fused)
+    assert 100 * draws[0]["chance/s2t/map10"] == pytest.approx(7.32, abs=0.005)
+    assert draws[0]["chance/utt/t2s/meanr"] == pytest.approx(241 / 7)  # 6 relevant among 240
 
 
 def _joined(rows: list[tuple[str, str, list[float], list[str], list[list[float]]]]) -> pa.Table:
@@ -269,6 +330,9 @@ def test_model_outputs_and_loss_per_system() -> None:
     torch.testing.assert_close(wl.loss(out, batch, cfgs["B03"], 0), base)
     aam = aam_softmax(out["spk_cos"], batch["labels"], 0.2, 30.0)
     torch.testing.assert_close(wl.loss(out, batch, cfgs["C01"], 0), base + 0.1 * aam)
+    am = am_softmax(out["spk_cos"], batch["labels"], 0.2, 30.0)
+    torch.testing.assert_close(wl.loss(out, batch, cfgs["C01"].model_copy(update={"aam_variant": "additive"}), 0),
+                               base + 0.1 * am)
     sup = supcon_cts(out["s_p"], out["t_p"], batch["labels"], scale) + \
         supcon_cts(out["s_t"], out["t_t"], batch["labels"], scale)
     torch.testing.assert_close(wl.loss(out, batch, cfgs["C02"], 0), sup)
@@ -289,18 +353,28 @@ def test_table_one_is_mean_std_over_seeds_in_paper_order() -> None:
     for system, base in (("C02", 0.3), ("B00", 0.1)):
         for seed, delta in ((0, 0.0), (1, 0.02)):
             row = {"system": system, "seed": seed, "status": "ok"}
-            for d in ("s2t", "t2s", "s2t_fused", "t2s_fused"):
-                row[f"test/{d}/map10"] = base + delta
-                row[f"test/{d}/meanr"] = 10 + 10 * delta
+            for p, shift in (("", 0.0), ("utt/", 0.05)):
+                for d in ("s2t", "t2s", "s2t_fused", "t2s_fused"):
+                    row[f"test/{p}{d}/map10"] = base + delta + shift
+                    row[f"test/{p}{d}/meanr"] = 10 + 10 * delta
+                for d in ("s2t", "t2s"):
+                    row[f"test/chance/{p}{d}/map10"] = 0.0732 if not p else 0.02
+                    row[f"test/chance/{p}{d}/meanr"] = 20.5 if not p else 33.2
             rows.append(row)
     table = table_one(pd.DataFrame(rows), {"B00": "ge2e", "C02": "ecapa_tdnn"})
-    assert table["System"].tolist() == ["B00", "C02"]
+    assert table["System"].tolist() == ["B00", "C02", "chance"]
     # a stand-in is named beside the paper's encoder; the paper's own encoder is not repeated
-    assert table["Speaker/Audio enc."].tolist() == ["ECAPA-TDNN [ge2e]", "ECAPA-TDNN"]
+    assert table["Speaker/Audio enc."].tolist()[:2] == ["ECAPA-TDNN [ge2e]", "ECAPA-TDNN"]
     assert table.loc[0, "s→t mAP10 (%)"] == "11.000 ± 1.414"  # percent, sample std
+    assert table.loc[0, "s→t mAP10 (%) [utt]"] == "16.000 ± 1.414"  # the utterance layout after it
     assert table.loc[1, "t→s (fusion) MeanR"] == "10.100 ± 0.141"
+    # chance: the same for the fused columns (same queries, same relevant items)
+    assert table.loc[2, "s→t mAP10 (%)"] == table.loc[2, "s→t (fusion) mAP10 (%)"] == "7.320"
+    assert table.loc[2, "t→s MeanR [utt]"] == "33.200"
     assert list(table.columns[:4]) == ["System", "Speaker/Audio enc.", "Loss", "seeds"]
-    assert len(table.columns) == 4 + 8
+    assert list(table.columns[4:12]) == [f"{d} {m}" for d in ("s→t", "t→s", "s→t (fusion)", "t→s (fusion)")
+                                         for m in ("mAP10 (%)", "MeanR")]
+    assert len(table.columns) == 4 + 16
 
 
 def test_fusion_curve_only_for_fusion_sweeps() -> None:

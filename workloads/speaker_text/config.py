@@ -65,6 +65,9 @@ class SpeakerTextConfig(BaseModel):
     tau: float = Field(0.07, gt=0)  # the fixed temperature, or the learned one's initial value
     learn_tau: bool = False
     aam_lambda: float = Field(0.1, ge=0)  # C01: L + lambda * L_spk (III-B: 0.1)
+    # angular: AAM-softmax, cos(theta + m), the name the paper uses; additive: AM-softmax,
+    # cos(theta) - m, the paper's citation [18]
+    aam_variant: Literal["angular", "additive"] = "angular"
     aam_margin: float = Field(0.2, ge=0, lt=1.5)
     aam_scale: float = Field(30.0, gt=0)
     aam_inputs: Literal["speaker", "both"] = "speaker"  # which projection outputs the classifier sees
@@ -81,7 +84,11 @@ class SpeakerTextConfig(BaseModel):
 
     # inference (II-A, III-B): evaluation-only fields
     fusion_n: int = Field(10, ge=1)
-    fuse_database: bool = True  # fused retrieval also fuses the database side (Fig. 3 (c), (d))
+    # the paper's literal reading by default: a fused query is the average of its top-N items of
+    # the other modality alone, against the unfused database; the reading used first adds the
+    # query's own embedding back (fusion_keep_query) and fuses the database side (fuse_database)
+    fusion_keep_query: bool = False
+    fuse_database: bool = False
     lda_dim: int | None = Field(None, ge=1)  # B00; None: the speaker embedding size, capped by LDA
     tsne_speakers: int = Field(5, ge=0)  # Fig. 3; 0: no figure
 

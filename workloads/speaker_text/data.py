@@ -130,7 +130,7 @@ def random_batches(data: SpeakerTextData, batch_size: int, rng: np.random.Genera
         order = np.concatenate([order, *(rng.permutation(n) for _ in range(extra))])
     for b in range(steps):
         utt = order[b * batch_size:(b + 1) * batch_size]
-        if len(utt) >= 2:  # a contrastive batch of one pair has no negative
+        if len(utt) >= 2 or data.world_size > 1:  # one pair alone has no negative; a share is gathered
             yield _batch(data, utt, rng)
 
 

@@ -69,14 +69,18 @@ def fusion_curve(trials: pd.DataFrame) -> Any | None:
     selection = [c for c in df.columns if str(c).startswith("best/val/")]
     for col in selection:
         ax.plot(df["fusion_n"], 100 * pd.to_numeric(df[col]), "o-", label=f"validation {col[len('best/val/'):]} (selection)")
+    # the layout the selection metric is computed on (utt/: utterances x descriptions, where N up
+    # to 50 stays below the set sizes; speaker items: one per evaluation speaker)
+    layout = "utt/" if any("/utt/" in str(c) for c in selection) else ""
     for direction, style in (("t2s", "s-"), ("s2t", "^-")):
-        col = f"test/{direction}_fused/map10"
+        col = f"test/{layout}{direction}_fused/map10"
         if col in df:
-            line = ax.plot(df["fusion_n"], 100 * pd.to_numeric(df[col]), style, label=f"test {direction} fused mAP@10")
-            base = f"test/{direction}/map10"
+            line = ax.plot(df["fusion_n"], 100 * pd.to_numeric(df[col]), style,
+                           label=f"test {layout}{direction} fused mAP@10")
+            base = f"test/{layout}{direction}/map10"
             if base in df:
                 ax.axhline(100 * pd.to_numeric(df[base]).mean(), ls="--", color=line[0].get_color(),
-                           label=f"test {direction} mAP@10 without fusion")
+                           label=f"test {layout}{direction} mAP@10 without fusion")
     ax.set_xlabel("fusion N (top-N items of the other modality)")
     ax.set_ylabel("mAP@10 (%)")
     ax.grid(alpha=0.3)

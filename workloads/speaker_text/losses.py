@@ -70,3 +70,12 @@ def aam_softmax(cosine: torch.Tensor, labels: torch.Tensor, margin: float, scale
     onehot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
     logits = scale * (onehot * phi + (1.0 - onehot) * cos)
     return F.cross_entropy(logits, labels)
+
+
+def am_softmax(cosine: torch.Tensor, labels: torch.Tensor, margin: float, scale: float) -> torch.Tensor:
+    """Additive margin softmax (Wang et al., the paper's reference [18]): cross-entropy of
+    ``scale * (cos(theta_y) - m)`` for the true class and ``scale * cos(theta_j)`` for the others.
+    The paper names AAM-softmax but cites this one; ``aam_variant="additive"`` selects it."""
+    cos = cosine.clamp(-1.0, 1.0)
+    onehot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
+    return F.cross_entropy(scale * (cos - margin * onehot), labels)

@@ -1,18 +1,25 @@
-"""Retrieval metrics of section III-D and the layout of Table I.
+"""Retrieval metrics of section III-D and the layout of Table I, in two layouts.
 
-Query and database sets (one evaluation split, its speakers only; the paper builds "the search and
-evaluation database" from the evaluation set):
+**Speaker items (the paper's layout, Table I's headline, unprefixed keys ``s2t/map10``, ...).**
+Table I's rows for [8] and B00 sit exactly at chance for one target among 40 items (H_10 / 40 =
+7.32 % mAP10, MeanR 20.5; the Japanese B00 at chance for 30), so the paper ranks one item per
+evaluation speaker on each side. A speaker's *speaker item* is the normalised mean of its
+utterances' unit embeddings, its *text item* the normalised mean of its descriptions' unit
+embeddings (both in the search space, after the projection). s->t: each speaker item queries the
+split's text items, one relevant; t->s the reverse.
 
-* s->t: every utterance's speaker embedding is a query; the database is the split's distinct
-  descriptions, one item per (speaker, description); relevant = the query speaker's descriptions.
-* t->s: every distinct description is a query; the database is the split's utterances;
-  relevant = the described speaker's utterances.
+**Utterances x descriptions (``utt/...``, extra columns).** s->t: every utterance queries the
+split's distinct descriptions (one item per (speaker, description)), relevant = its speaker's
+descriptions; t->s: every description queries the utterances, relevant = the described speaker's
+utterances. Checkpoints are selected on this layout (more queries: 6 x 20 on the local validation
+split, not 20).
 
-Metrics are the multi-relevant definitions of DESIGN.md, computed by
-``orchestrator.retrieval.multi_relevant_metrics`` (chunked ranking, ties to the lower database
-index): mAP@10 with AP@10 = (1/min(R_q, 10)) sum_{k<=10} P(k) rel(k), and MeanR = mean rank of the
-first relevant item. Fused directions (``*_fused``) replace the queries, and with
-``fuse_database`` the database too, by their fused embeddings (:mod:`workloads.speaker_text.fusion`).
+Metrics are the multi-relevant definitions of DESIGN.md (``orchestrator.retrieval.
+multi_relevant_metrics``, ties to the lower database index): mAP@10 with AP@10 = (1/min(R_q, 10))
+sum_{k<=10} P(k) rel(k), MeanR = mean rank of the first relevant item. Fused directions
+(``*_fused``) fuse the queries, and with ``fuse_database`` the database too, against the other
+modality's set of the same layout (:mod:`workloads.speaker_text.fusion`). ``chance/...`` are the
+expected values under a uniformly random ranking (:func:`chance_metrics`), per layout.
 """
 
 from __future__ import annotations
@@ -30,12 +37,46 @@ from workloads.speaker_text.fusion import fuse
 DIRECTIONS = ("s2t", "t2s", "s2t_fused", "t2s_fused")
 DIRECTION_LABELS = {"s2t": "s→t", "t2s": "t→s", "s2t_fused": "s→t (fusion)", "t2s_fused": "t→s (fusion)"}
 TABLE_METRICS = (("map10", "mAP10 (%)"), ("meanr", "MeanR"))
+# key prefix -> column suffix; the paper's layout first (Table I's headline columns)
+LAYOUTS = {"": "", "utt/": " [utt]"}
+AP_K = 10
 
 
-def retrieval_metrics(s: np.ndarray, s_labels: np.ndarray, t: np.ndarray, t_labels: np.ndarray,
-                      fusion_n: int, fuse_database: bool = True) -> dict[str, float]:
-    """The four directions' metrics (unprefixed: ``s2t/map10``, ``t2s_fused/meanr``, ...)."""
-    s_f, t_f = fuse(s, t, fusion_n), fuse(t, s, fusion_n)
+def speaker_items(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One item per speaker: the normalised mean of its rows' unit vectors, ordered by label."""
+    x = retrieval.l2_normalize(np.asarray(x, np.float32))
+    labels = np.asarray(labels)
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    sums = np.zeros((len(uniq), x.shape[1]), np.float64)
+    np.add.at(sums, inverse, x)
+    return retrieval.l2_normalize(sums.astype(np.float32)), uniq
+
+
+def chance_metrics(query_labels: np.ndarray, db_labels: np.ndarray, k: int = AP_K) -> dict[str, float]:
+    """Expected ``map10`` and ``meanr`` of a uniformly random ranking. A query with R relevant
+    among M items: E[P(j) rel(j)] = (R/M)(1 + (j-1)(R-1)/(M-1)) / j, so E[AP@k] = (1/min(R, k))
+    sum_{j<=min(k, M)} of that, and the first relevant item's expected rank is (M+1)/(R+1).
+    Queries without a relevant item are left out, as the metrics leave them out."""
+    db_labels = np.asarray(db_labels)
+    m = len(db_labels)
+    labels, counts = np.unique(db_labels, return_counts=True)
+    per_label = dict(zip(labels.tolist(), counts.tolist()))
+    aps, ranks = [], []
+    j = np.arange(1, min(k, m) + 1, dtype=np.float64)
+    for q in np.asarray(query_labels).tolist():
+        r = per_label.get(q, 0)
+        if r == 0:
+            continue
+        tail = (j - 1) * (r - 1) / (m - 1) if m > 1 else np.zeros_like(j)
+        aps.append(float(((r / m) * (1 + tail) / j).sum() / min(r, k)))
+        ranks.append((m + 1) / (r + 1))
+    return {"map10": float(np.mean(aps)) if aps else float("nan"),
+            "meanr": float(np.mean(ranks)) if ranks else float("nan")}
+
+
+def _directions(s: np.ndarray, s_labels: np.ndarray, t: np.ndarray, t_labels: np.ndarray, fusion_n: int,
+                fuse_database: bool, keep_query: bool) -> dict[str, float]:
+    s_f, t_f = fuse(s, t, fusion_n, keep_query), fuse(t, s, fusion_n, keep_query)
     runs = {
         "s2t": (s, s_labels, t, t_labels),
         "t2s": (t, t_labels, s, s_labels),
@@ -44,26 +85,62 @@ def retrieval_metrics(s: np.ndarray, s_labels: np.ndarray, t: np.ndarray, t_labe
     }
     out: dict[str, float] = {}
     for name, (q, ql, db, dl) in runs.items():
-        m = retrieval.multi_relevant_metrics(q, db, ql, dl, exclude_self=False, ks=(1, 10), ap_k=10)
+        m = retrieval.multi_relevant_metrics(q, db, ql, dl, exclude_self=False, ks=(1, 10), ap_k=AP_K)
         out.update({f"{name}/map10": m["map@10"], f"{name}/meanr": m["mean_rank"], f"{name}/map": m["map"],
                     f"{name}/mrr": m["mrr"], f"{name}/recall10": m["recall@10"]})
     return out
 
 
+def retrieval_metrics(s: np.ndarray, s_labels: np.ndarray, t: np.ndarray, t_labels: np.ndarray,
+                      fusion_n: int, fuse_database: bool = False, keep_query: bool = False) -> dict[str, float]:
+    """Both layouts' four directions and their chance levels (unprefixed keys: ``s2t/map10``,
+    ``utt/t2s_fused/meanr``, ``chance/s2t/map10``, ``chance/utt/t2s/meanr``, ...)."""
+    s_labels, t_labels = np.asarray(s_labels), np.asarray(t_labels)
+    s_items, s_item_labels = speaker_items(s, s_labels)
+    t_items, t_item_labels = speaker_items(t, t_labels)
+    sets = {"": (s_items, s_item_labels, t_items, t_item_labels), "utt/": (s, s_labels, t, t_labels)}
+    out: dict[str, float] = {}
+    for prefix, (a, al, b, bl) in sets.items():
+        out.update({f"{prefix}{k}": v for k, v in _directions(a, al, b, bl, fusion_n, fuse_database, keep_query).items()})
+        for direction, (ql, dl) in (("s2t", (al, bl)), ("t2s", (bl, al))):
+            out.update({f"chance/{prefix}{direction}/{k}": v for k, v in chance_metrics(ql, dl).items()})
+    return out
+
+
 def table_columns() -> list[str]:
-    return [f"{DIRECTION_LABELS[d]} {label}" for d in DIRECTIONS for _, label in TABLE_METRICS]
+    """Table I's metric columns: the paper's layout, then the utterance layout's (``[utt]``)."""
+    return [f"{DIRECTION_LABELS[d]} {label}{suffix}" for suffix in LAYOUTS.values() for d in DIRECTIONS
+            for _, label in TABLE_METRICS]
 
 
 def _cell(metric: str, value: float) -> float:
     return 100.0 * value if metric == "map10" else value  # Table I prints mAP10 in percent
 
 
+def _metric_cells(value: Any) -> dict[str, Any]:
+    """``{column: value(key)}`` for every Table I metric column; ``key`` e.g. ``utt/s2t_fused/map10``."""
+    return {f"{DIRECTION_LABELS[d]} {label}{suffix}": value(f"{prefix}{d}/{key}", key)
+            for prefix, suffix in LAYOUTS.items() for d in DIRECTIONS for key, label in TABLE_METRICS}
+
+
 def table_row(system: str, encoder: str, metrics: dict[str, float], prefix: str = "test/") -> dict[str, Any]:
     """One trial's Table I row (numbers, mAP10 in percent)."""
     row: dict[str, Any] = {"System": system, "Speaker/Audio enc.": encoder, "Loss": SYSTEMS[system].loss_label}
-    for d in DIRECTIONS:
-        for key, label in TABLE_METRICS:
-            row[f"{DIRECTION_LABELS[d]} {label}"] = _cell(key, metrics[f"{prefix}{d}/{key}"])
+    row.update(_metric_cells(lambda k, m: _cell(m, metrics[f"{prefix}{k}"])))
+    return row
+
+
+def chance_row(metrics: dict[str, Any], prefix: str = "test/") -> dict[str, Any]:
+    """Table I's last row: a random ranking's expected values for the split's sizes (fusion does
+    not change them: the same queries against the same number of relevant items)."""
+    def value(key: str, metric: str) -> Any:
+        direction, _, name = key.rpartition("/")
+        col = f"{prefix}chance/{direction.replace('_fused', '')}/{name}"
+        v = metrics.get(col)
+        return _cell(metric, float(v)) if v is not None and pd.notna(v) else None
+
+    row: dict[str, Any] = {"System": "chance", "Speaker/Audio enc.": "random ranking", "Loss": "-"}
+    row.update(_metric_cells(value))
     return row
 
 
@@ -76,7 +153,9 @@ def encoder_label(system: str, encoders: dict[str, str]) -> str:
 
 def table_one(trials: pd.DataFrame, encoders: dict[str, str]) -> pd.DataFrame:
     """Table I from the finished trials of a sweep over ``system``: one row per system in the
-    paper's order, each cell mean ± std over the seeds (sample std; one seed: the value alone)."""
+    paper's order, each cell mean ± std over the seeds (sample std; one seed: the value alone);
+    the paper's layout first, the utterance layout's columns after it (``[utt]``), and a last row
+    with the chance level of each column."""
     rows = []
     for system in SYSTEMS:
         g = trials[trials["system"].astype(str) == system]
@@ -84,10 +163,17 @@ def table_one(trials: pd.DataFrame, encoders: dict[str, str]) -> pd.DataFrame:
             continue
         row: dict[str, Any] = {"System": system, "Speaker/Audio enc.": encoder_label(system, encoders),
                                "Loss": SYSTEMS[system].loss_label, "seeds": int(g["seed"].nunique())}
-        for d in DIRECTIONS:
-            for key, label in TABLE_METRICS:
-                col = f"test/{d}/{key}"
-                values = pd.to_numeric(g[col], errors="coerce") if col in g else pd.Series(dtype=float)
-                row[f"{DIRECTION_LABELS[d]} {label}"] = mean_std(values.map(lambda v, k=key: _cell(k, v)))
+
+        def cell(key: str, metric: str, g: pd.DataFrame = g) -> str:
+            col = f"test/{key}"
+            values = pd.to_numeric(g[col], errors="coerce") if col in g else pd.Series(dtype=float)
+            return mean_std(values.map(lambda v: _cell(metric, v)))
+
+        row.update(_metric_cells(cell))
         rows.append(row)
+    if rows:
+        first = trials.iloc[0].to_dict()  # every trial evaluates the same test split
+        chance = chance_row(first)
+        rows.append({**chance, "seeds": None, **{k: (f"{v:.3f}" if v is not None else "") for k, v in chance.items()
+                                                  if k not in ("System", "Speaker/Audio enc.", "Loss")}})
     return pd.DataFrame(rows)

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from orchestrator.distributed import gather_no_grad, gather_with_grad
 from orchestrator.workload import DataSpec, ViewSpec, Workload
 from workloads.speaker_text import INFO, corpus_local, csv_corpus, voxceleb  # noqa: F401  (register the corpora)
 from workloads.speaker_text import data as D
@@ -26,14 +27,37 @@ from workloads.speaker_text.config import SpeakerTextConfig
 from workloads.speaker_text.figures import fusion_curve, tsne_figure
 from workloads.speaker_text.fusion import fuse
 from workloads.speaker_text.lda import UnlinkedLDA
-from workloads.speaker_text.losses import aam_softmax, cts, supcon_cts
-from workloads.speaker_text.metrics import encoder_label, retrieval_metrics, table_one, table_row
+from workloads.speaker_text.losses import aam_softmax, am_softmax, cts, supcon_cts
+from workloads.speaker_text.metrics import (
+    LAYOUTS,
+    chance_row,
+    encoder_label,
+    retrieval_metrics,
+    table_one,
+    table_row,
+)
 from workloads.speaker_text.model import LinkingNetwork
 
 CORPORA = {"voxceleb1": voxceleb.CORPUS_NAME, "csv": csv_corpus.CORPUS_NAME}
 # The audio view is not called "speaker": the joined table already has the manifest's "speaker"
 # column (the speaker id), and a view's column takes the view's name.
 AUDIO_VIEW, TEXT_VIEW = "audio", "text"
+
+
+def _share(global_size: int, world: int, name: str) -> int:
+    if global_size % world:
+        raise ValueError(f"{name} {global_size} (global) must be divisible by the {world} Train workers")
+    return global_size // world
+
+
+def _gathered(outputs: dict[str, torch.Tensor], cfg: SpeakerTextConfig) -> dict[str, torch.Tensor]:
+    """The embeddings (and AAM cosines) of every worker's batch share, in rank order."""
+    out = {k: gather_with_grad(outputs[k]) for k in ("s_p", "t_p", "s_t", "t_t")}
+    out["scale"] = outputs["scale"]
+    if "spk_cos" in outputs:  # with aam_inputs=both: [speaker rows; text rows], gathered per half
+        halves = outputs["spk_cos"].chunk(1 if cfg.aam_inputs == "speaker" else 2)
+        out["spk_cos"] = torch.cat([gather_with_grad(h) for h in halves])
+    return out
 
 
 class SpeakerTextWorkload(Workload):
@@ -91,35 +115,47 @@ class SpeakerTextWorkload(Workload):
 
     def train_batches(self, train: D.SpeakerTextData, cfg: SpeakerTextConfig, epoch: int,
                       rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """This worker's share of each global batch (``batch_size`` utterances, or ``pk_speakers``
+        x ``pk_utterances``): the loss gathers every worker's share, so it sees the batch one worker
+        would."""
+        world = train.world_size
         if cfg.resolved_sampler() == "pk":
-            return D.pk_batches(train, cfg.pk_speakers, cfg.pk_utterances, rng)
-        return D.random_batches(train, cfg.batch_size, rng)
+            return D.pk_batches(train, _share(cfg.pk_speakers, world, "pk_speakers"), cfg.pk_utterances, rng)
+        return D.random_batches(train, _share(cfg.batch_size, world, "batch_size"), rng)
 
     # -- loss (eq. 3, 4, 6) ------------------------------------------------------------------
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: SpeakerTextConfig,
              epoch: int) -> torch.Tensor:
-        scale, labels = outputs["scale"], batch["labels"]
+        # gathered across Train workers (identity alone): every worker computes the global batch's
+        # loss, whose gradients DDP's averaging turns into the single-worker ones
+        outputs = _gathered(outputs, cfg)
+        scale, labels = outputs["scale"], gather_no_grad(batch["labels"])
         if cfg.spec.loss == "supcon":
             return (supcon_cts(outputs["s_p"], outputs["t_p"], labels, scale)
                     + supcon_cts(outputs["s_t"], outputs["t_t"], labels, scale))
         total = cts(outputs["s_p"], outputs["t_p"], scale) + cts(outputs["s_t"], outputs["t_t"], scale)
         if cfg.spec.loss == "cts_aam":
             spk_labels = labels if cfg.aam_inputs == "speaker" else torch.cat([labels, labels])
-            total = total + cfg.aam_lambda * aam_softmax(outputs["spk_cos"], spk_labels, cfg.aam_margin, cfg.aam_scale)
+            margin_softmax = aam_softmax if cfg.aam_variant == "angular" else am_softmax
+            total = total + cfg.aam_lambda * margin_softmax(outputs["spk_cos"], spk_labels, cfg.aam_margin,
+                                                            cfg.aam_scale)
         return total
 
     # -- evaluation --------------------------------------------------------------------------
     def _metrics(self, model: torch.nn.Module, data: D.SpeakerTextData, cfg: SpeakerTextConfig
                  ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
         s, t = model.search_space(data.speaker_x, data.text_x, cfg)  # type: ignore[operator]
-        return retrieval_metrics(s, data.labels, t, data.text_labels, cfg.fusion_n, cfg.fuse_database), s, t
+        m = retrieval_metrics(s, data.labels, t, data.text_labels, cfg.fusion_n, cfg.fuse_database,
+                              cfg.fusion_keep_query)
+        return m, s, t
 
     def validate(self, model: torch.nn.Module, val: D.SpeakerTextData, cfg: SpeakerTextConfig) -> dict[str, float]:
-        """Both directions, original and fused; ``val/map10`` (the mean of the two original
-        mAP@10s) is what cts_systems selects checkpoints on, since Table I weighs them equally."""
+        """Both layouts and directions, original and fused; ``val/map10`` (the mean of the two
+        original mAP@10s of the utterance layout, which has 6x the queries of the speaker-item
+        layout) is what cts_systems selects checkpoints on, since Table I weighs them equally."""
         m, _, _ = self._metrics(model, val, cfg)
-        out = {f"val/{k}": v for k, v in m.items()}
-        out["val/map10"] = 0.5 * (m["s2t/map10"] + m["t2s/map10"])
+        out = {f"val/{k}": v for k, v in m.items() if not k.startswith("chance/")}
+        out["val/map10"] = 0.5 * (m["utt/s2t/map10"] + m["utt/t2s/map10"])
         return out
 
     def evaluate(self, model: torch.nn.Module, test: D.SpeakerTextData, cfg: SpeakerTextConfig
@@ -131,7 +167,7 @@ class SpeakerTextWorkload(Workload):
         if isinstance(model, UnlinkedLDA):
             metrics["test/lda_dim"] = float(model.dims(cfg.lda_dim))
         row = table_row(cfg.system, encoder_label(cfg.system, {cfg.system: cfg.audio_encoder()[0]}), metrics)
-        tables = {"table_1": pd.DataFrame([row])}
+        tables = {"table_1": pd.DataFrame([row, chance_row(metrics)])}
         figures = {}
         if cfg.tsne_speakers:
             figures["tsne"] = self._tsne(test, s, t, cfg)
@@ -147,7 +183,7 @@ class SpeakerTextWorkload(Workload):
         s_sel, t_sel = np.isin(data.labels, chosen), np.isin(data.text_labels, chosen)
         s_who = np.array([remap[int(x)] for x in data.labels[s_sel]])
         t_who = np.array([remap[int(x)] for x in data.text_labels[t_sel]])
-        s_f, t_f = fuse(s, t, cfg.fusion_n), fuse(t, s, cfg.fusion_n)
+        s_f, t_f = fuse(s, t, cfg.fusion_n, cfg.fusion_keep_query), fuse(t, s, cfg.fusion_n, cfg.fusion_keep_query)
         points = {"speaker": (s[s_sel], s_who), "text": (t[t_sel], t_who),
                   "speaker_fused": (s_f[s_sel], s_who), "text_fused": (t_f[t_sel], t_who)}
         return tsne_figure(points, [data.speakers[c] for c in chosen], cfg.seed,
@@ -163,7 +199,8 @@ class SpeakerTextWorkload(Workload):
             out["table_1"] = table_one(trials, self._encoders)
         if "fusion_n" in trials and not trials.empty:
             cols = ["fusion_n", *[c for c in trials.columns if str(c).startswith("best/val/")],
-                    *[f"test/{d}/{k}" for d in ("t2s_fused", "s2t_fused", "t2s", "s2t") for k in ("map10", "meanr")]]
+                    *[f"test/{p}{d}/{k}" for p in LAYOUTS for d in ("t2s_fused", "s2t_fused", "t2s", "s2t")
+                      for k in ("map10", "meanr")]]
             df = trials[[c for c in cols if c in trials]].copy()
             df["fusion_n"] = pd.to_numeric(df["fusion_n"])
             out["fusion_n"] = df.sort_values("fusion_n").reset_index(drop=True)
