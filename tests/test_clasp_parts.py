@@ -282,3 +282,48 @@ def test_views_per_system_and_query_language() -> None:
     assert set(asr.corpus_options["transcribers"]) == {"hubert", "wav2vec2"}
     # the text view of the ASR corpus is the trained systems' one (same encoder, same texts)
     assert asr.views["text"] == spec.views["text"]
+
+
+def test_validation_loss_uses_the_learned_temperature() -> None:
+    """With learn_temperature the checkpoint is chosen by the loss at the temperature the model
+    learned, not at the configured starting value."""
+    from workloads.clasp.workload import ClaspData, ClaspWorkload
+
+    rng = np.random.default_rng(0)
+    n = 12
+    text = rng.standard_normal((n, 8)).astype(np.float32)
+    val = ClaspData(ids=[f"i{i}" for i in range(n)], categories=["c"] * n, references=[f"s{i}" for i in range(n)],
+                    groups=np.arange(n, dtype=np.int64), text=text, query=text,
+                    ssl=rng.standard_normal((n, 6)).astype(np.float32),
+                    spectrogram=rng.standard_normal((n, 5)).astype(np.float32))
+    wl = ClaspWorkload()
+    cfg = ClaspConfig(system="clasp", learn_temperature=True, temperature=0.07, batch_size=8)
+    torch.manual_seed(0)
+    model = wl.build_model(cfg, wl.input_dim(val))
+    with torch.no_grad():
+        model.temperature.log_t.fill_(math.log(0.5))  # as if training had moved it
+    speech = model.embed(val)[0]
+    expected = [contrastive_loss(torch.from_numpy(speech[s:s + 8]), torch.from_numpy(text[s:s + 8]), 0.5,
+                                 torch.arange(s, min(s + 8, n))) for s in (0, 8)]
+    want = (float(expected[0]) * 8 + float(expected[1]) * 4) / n
+    assert wl.validate(model, val, cfg)["val/loss"] == pytest.approx(want, rel=1e-5)
+    at_start = (float(contrastive_loss(torch.from_numpy(speech[:8]), torch.from_numpy(text[:8]), 0.07,
+                                       torch.arange(8))) * 8
+                + float(contrastive_loss(torch.from_numpy(speech[8:]), torch.from_numpy(text[8:]), 0.07,
+                                         torch.arange(8, n))) * 4) / n
+    assert want != pytest.approx(at_start, rel=1e-2)
+
+
+def test_stage2_rows_in_the_papers_order() -> None:
+    rows = []
+    for text in ("labse", "xlmr"):
+        for ssl in ("hubert", "wav2vec2"):
+            for fusion in ("concat", "gating"):
+                rows.append({"text": text, "ssl": ssl, "fusion": fusion, "seed": 0, "status": "ok",
+                             "test/hits1": 0.5, "test/mrr": 0.6})
+    table = summary_tables(pd.DataFrame(rows))["table2_stage2_backbone_fusion"]
+    assert table["Model Architecture"].tolist() == [
+        "XLM-RoBERTa + Wav2Vec2 - Gating", "XLM-RoBERTa + Wav2Vec2 - Concatenation",
+        "LaBSE + Wav2Vec2 - Gating", "LaBSE + Wav2Vec2 - Concatenation",
+        "XLM-RoBERTa + HuBERT - Gating", "XLM-RoBERTa + HuBERT - Concatenation",
+        "LaBSE + HuBERT - Gating", "LaBSE + HuBERT - Concatenation"]

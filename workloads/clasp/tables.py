@@ -61,10 +61,23 @@ def stage1(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Table 2's stage-2 order: SSL backbone, then text encoder, then fusion (Wav2Vec2 rows first,
+# XLM-RoBERTa before LaBSE, Gating before Concatenation)
+STAGE2_ORDER = {"ssl": list(SSL_NAMES)[::-1], "text": list(TEXT_NAMES)[::-1], "fusion": list(FUSION_NAMES)}
+
+
 def stage2(trials: pd.DataFrame) -> pd.DataFrame:
     keys = [k for k in ("text", "ssl", "fusion") if k in trials]
+
+    def paper_position(item: tuple[Any, pd.DataFrame]) -> tuple[int, ...]:
+        values = item[0] if isinstance(item[0], tuple) else (item[0],)
+        v = dict(zip(keys, values, strict=True))
+        order = STAGE2_ORDER
+        return tuple(order[k].index(v[k]) if v[k] in order[k] else len(order[k]) for k in ("ssl", "text", "fusion")
+                     if k in v)
+
     rows = []
-    for values, g in trials.groupby(keys, sort=True):
+    for values, g in sorted(trials.groupby(keys, sort=True), key=paper_position):
         values = values if isinstance(values, tuple) else (values,)
         v = dict(zip(keys, values, strict=True))
         name = " + ".join(n for n in (TEXT_NAMES.get(v.get("text", ""), ""), SSL_NAMES.get(v.get("ssl", ""), "")) if n)

@@ -242,9 +242,10 @@ class ClaspWorkload(Workload):
         emb, weights = model.embed(data)  # type: ignore[operator]
         return {"model": emb}, weights
 
-    def _criterion(self, speech: np.ndarray, data: ClaspData, cfg: ClaspConfig) -> float:
-        """The training criterion on a split, batch by batch as in training (the ASR baseline is
-        scored with CLASP's contrastive criterion: it has no loss of its own)."""
+    def _criterion(self, speech: np.ndarray, data: ClaspData, cfg: ClaspConfig, temperature: float) -> float:
+        """The training criterion on a split, batch by batch as in training, at the model's own
+        temperature (the learned one with ``learn_temperature``); the ASR baseline is scored with
+        CLASP's contrastive criterion at the configured one: it has no loss of its own."""
         total, n = 0.0, 0
         for s in range(0, len(data), cfg.batch_size):
             sl = slice(s, s + cfg.batch_size)
@@ -252,7 +253,7 @@ class ClaspWorkload(Workload):
             if cfg.system == "lasp":
                 value = huber_loss(z, t, cfg.huber_delta)
             else:
-                value = contrastive_loss(z, t, cfg.temperature, torch.from_numpy(data.groups[sl]))
+                value = contrastive_loss(z, t, temperature, torch.from_numpy(data.groups[sl]))
             total += float(value) * len(z)
             n += len(z)
         return total / max(n, 1)
@@ -288,7 +289,8 @@ class ClaspWorkload(Workload):
         for k, (name, speech) in enumerate(systems.items()):
             m = self._scores(speech, val, cfg, "val", None)
             model.val_threshold[k] = m["val_threshold"]  # type: ignore[index]
-            losses.append(self._criterion(speech, val, cfg))
+            own = getattr(model, "temperature", None)
+            losses.append(self._criterion(speech, val, cfg, float(own().detach()) if own is not None else cfg.temperature))
             prefix = "val/" if name == "model" else f"val/asr/{name}/"
             out.update({prefix + key: m[key] for key in VAL_KEYS})
         out["val/loss"] = float(np.mean(losses))
