@@ -36,6 +36,8 @@ def test_stage3_and_stage4_sweeps(ray_local, tmp_path: Path) -> None:
         m = child.data.metrics
         assert 0 <= m["test/hits1"] <= 1 and 1 <= m["test/mean_rank"] <= 6  # 6 test items, all candidates
         assert 0 <= m["test/macro_f1_at_fixed"] <= 1 and 0 <= m["test/macro_f1_at_val"] <= 1
+        s2t = "test/s2t/mean_rank" if system != "asr" else "test/asr/whisper_tiny_en/s2t/mean_rank"
+        assert 1 <= m[s2t] <= 6  # each speech item against the 6 distinct test sentences
         assert "val/loss" in m and child.data.tags["data.dropped_items"] == "0"
     asr = by_system["asr"]
     assert 0 <= asr.data.metrics["test/asr/whisper_tiny_en/wer"] < 0.8  # eSpeak voices: WER ~0.3
@@ -44,7 +46,7 @@ def test_stage3_and_stage4_sweeps(ray_local, tmp_path: Path) -> None:
     assert "model/model.pt" in {a.path for a in client.list_artifacts(by_system["clasp"].info.run_id, "model")}
     stage_table = table(client, parents[0].info.run_id, "table2_stage3_loss_and_asr")
     assert [row[0] for row in stage_table["data"]] == ["LASP (ours)", "ASR baseline: whisper_tiny_en", "CLASP (ours)"]
-    assert "meanR" in stage_table["columns"] and "WER" in stage_table["columns"]
+    assert {"meanR", "s→t HITS@1", "s→t meanR", "WER"} <= set(stage_table["columns"])
     assert "substitution.asr" in parents[0].data.tags
 
     # stage 4: the CLASP trial's model queried in German and Chinese, nothing trained again

@@ -232,6 +232,7 @@ def test_stage_tables_from_trial_rows() -> None:
     assert t["Model"].tolist() == ["LASP (ours)", "ASR baseline: whisper", "CLASP (ours)"]
     assert t.loc[2, "HITS@1"] == "0.850 ± 0.071" and t.loc[1, "HITS@1"] == "0.950 ± 0.000"
     assert t.loc[1, "WER"] == "0.100 ± 0.000" and t.loc[0, "seeds"] == 2
+    assert "s→t HITS@1" in t.columns and t.loc[0, "s→t HITS@1"] == ""  # rows without the metric: blank
     lang = summary_tables(pd.DataFrame([{"query_language": "fa", "seed": 0, "test/hits1": 0.5,
                                          "test/query_language_covered": 0.0}]))["table2_stage4_multilingual"]
     assert lang.loc[0, "Language"] == "Persian" and "no Persian" in lang.loc[0, "note"]
@@ -327,3 +328,13 @@ def test_stage2_rows_in_the_papers_order() -> None:
         "LaBSE + Wav2Vec2 - Gating", "LaBSE + Wav2Vec2 - Concatenation",
         "XLM-RoBERTa + HuBERT - Gating", "XLM-RoBERTa + HuBERT - Concatenation",
         "LaBSE + HuBERT - Gating", "LaBSE + HuBERT - Concatenation"]
+
+
+def test_speech_to_text_ranks_each_item_against_all_distinct_sentences() -> None:
+    from workloads.clasp.metrics import ranks_speech_to_text
+
+    # items 0 and 2 read sentence A, item 1 sentence B; texts are per item (A's two copies equal)
+    texts = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], np.float32)
+    speech = np.array([[0.6, 0.8], [0.0, 1.0], [1.0, 0.0]], np.float32)
+    # item 0: A 0.6 < B 0.8 -> rank 2; item 1: B first; item 2: A first. Two candidates, not three
+    assert ranks_speech_to_text(speech, texts, np.array([7, 3, 7])).tolist() == [2, 1, 1]

@@ -2,7 +2,7 @@
 of the "relevant" decision at a cosine threshold.
 
 Retrieval: queries are texts, the database is speech embeddings in the same space, scores are
-cosines. Ranks are 1-based with the core's tie rule (``orchestrator.retrieval``: equal scores are
+cosines (``s2t/...``: the reverse, each speech item against all distinct sentences). Ranks are 1-based with the core's tie rule (``orchestrator.retrieval``: equal scores are
 ordered by database index, or by list position in the sampled regime, where the relevant item's
 position is itself random). With several readings of one sentence (Common Voice), a query is one
 distinct sentence and its rank is that of its best-ranked reading.
@@ -43,6 +43,13 @@ def ranks_all(queries: np.ndarray, speech: np.ndarray, groups: np.ndarray) -> np
         return retrieval.single_relevant_ranks(queries, speech, np.arange(g.size))
     per_query = retrieval.multi_relevant_per_query(queries[first], speech, g[first], g, exclude_self=False, ks=(1,))
     return per_query["first_rank"].astype(np.int64)
+
+
+def ranks_speech_to_text(speech: np.ndarray, texts: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The other direction (the notebooks' stage 3): rank of each speech item's sentence among ALL
+    distinct sentences of the split (one text per group, its first item's). Inputs L2-normalised."""
+    _, first, inverse = np.unique(np.asarray(groups).reshape(-1), return_index=True, return_inverse=True)
+    return retrieval.single_relevant_ranks(speech, texts[first], inverse.reshape(-1))
 
 
 def retrieval_metrics(ranks: np.ndarray) -> dict[str, float]:

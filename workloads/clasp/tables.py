@@ -87,8 +87,12 @@ def stage2(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# the other direction, each speech item against all distinct sentences (the notebooks' stage 3)
+SPEECH_TO_TEXT = [("s→t HITS@1", "s2t/hits1"), ("s→t MRR", "s2t/mrr"), ("s→t meanR", "s2t/mean_rank")]
+
+
 def stage3(trials: pd.DataFrame) -> pd.DataFrame:
-    layout = [*RETRIEVAL_ALL, ("WER", "wer")]
+    layout = [*RETRIEVAL_ALL, *SPEECH_TO_TEXT, ("WER", "wer")]
     rows = []
     for system, label in (("lasp", "LASP (ours)"), ("asr", None), ("clasp", "CLASP (ours)")):
         g = trials[trials["system"] == system]

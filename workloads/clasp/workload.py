@@ -39,7 +39,15 @@ from workloads.clasp.candidates import negatives_of, sample_candidates
 from workloads.clasp.config import ClaspConfig
 from workloads.clasp.fusion import FusionEncoder
 from workloads.clasp.losses import Temperature, contrastive_loss, huber_loss
-from workloads.clasp.metrics import best_threshold, macro_f1, pair_scores, ranks_all, ranks_sampled, retrieval_metrics
+from workloads.clasp.metrics import (
+    best_threshold,
+    macro_f1,
+    pair_scores,
+    ranks_all,
+    ranks_sampled,
+    ranks_speech_to_text,
+    retrieval_metrics,
+)
 from workloads.clasp.tables import result_table, summary_tables
 
 VAL_KEYS = ("hits1", "mrr", "mean_rank", "macro_f1_at_fixed", "macro_f1_at_val", "val_threshold")
@@ -265,9 +273,11 @@ class ClaspWorkload(Workload):
         cands, target = sample_candidates(data.groups, cfg.n_candidates, cfg.seed, salt)
         sampled = retrieval_metrics(ranks_sampled(q, s, cands, target))
         everything = retrieval_metrics(ranks_all(q, s, data.groups))
+        speech_to_text = retrieval_metrics(ranks_speech_to_text(s, q, data.groups))
         headline = sampled if cfg.candidates == "sampled" else everything
         out = {**headline, **{f"sampled/{k}": v for k, v in sampled.items()},
-               **{f"all/{k}": v for k, v in everything.items()}}
+               **{f"all/{k}": v for k, v in everything.items()},
+               **{f"s2t/{k}": v for k, v in speech_to_text.items()}}
         scores, labels = pair_scores(q, s, negatives_of(cands, target))
         out["macro_f1_at_fixed"] = macro_f1(scores, labels, cfg.threshold)
         if threshold is None:
