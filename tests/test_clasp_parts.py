@@ -338,3 +338,21 @@ def test_speech_to_text_ranks_each_item_against_all_distinct_sentences() -> None
     speech = np.array([[0.6, 0.8], [0.0, 1.0], [1.0, 0.0]], np.float32)
     # item 0: A 0.6 < B 0.8 -> rank 2; item 1: B first; item 2: A first. Two candidates, not three
     assert ranks_speech_to_text(speech, texts, np.array([7, 3, 7])).tolist() == [2, 1, 1]
+
+
+def test_macro_f1_over_all_pairs_equals_sklearn_on_the_full_matrix() -> None:
+    from workloads.clasp.metrics import macro_f1_all_pairs
+
+    rng = np.random.default_rng(3)
+    groups = np.array([0, 1, 1, 2, 3, 3, 3, 4, 5, 6])  # several readings of some sentences
+    q = rng.standard_normal((10, 4)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    s = q[np.argsort(rng.random(10))] * 0.5 + rng.standard_normal((10, 4)).astype(np.float32) * 0.5
+    s /= np.linalg.norm(s, axis=1, keepdims=True)
+    full = (q @ s.T).reshape(-1)
+    labels = (groups[:, None] == groups[None, :]).reshape(-1)
+    got = macro_f1_all_pairs(q, s, groups, [0.0, 0.3, 2.0], chunk=3)  # chunks of 3 queries: 3, 3, 3, 1
+    for t, value in zip([0.0, 0.3, 2.0], got):
+        assert value == pytest.approx(f1_score(labels, full >= t, average="macro", zero_division=0), abs=1e-12)
+    # 1 in 10 pairs is positive here: a classifier that says "relevant" to everything scores low
+    assert got[0] < 0.6

@@ -42,6 +42,7 @@ from workloads.clasp.losses import Temperature, contrastive_loss, huber_loss
 from workloads.clasp.metrics import (
     best_threshold,
     macro_f1,
+    macro_f1_all_pairs,
     pair_scores,
     ranks_all,
     ranks_sampled,
@@ -279,11 +280,15 @@ class ClaspWorkload(Workload):
                **{f"all/{k}": v for k, v in everything.items()},
                **{f"s2t/{k}": v for k, v in speech_to_text.items()}}
         scores, labels = pair_scores(q, s, negatives_of(cands, target))
-        out["macro_f1_at_fixed"] = macro_f1(scores, labels, cfg.threshold)
-        if threshold is None:
-            threshold, out["macro_f1_at_val"] = best_threshold(scores, labels)
+        out["sampled/macro_f1_at_fixed"] = macro_f1(scores, labels, cfg.threshold)
+        if threshold is None:  # chosen on the validation split's sampled pairs (N x N is too many to sort)
+            threshold, out["sampled/macro_f1_at_val"] = best_threshold(scores, labels)
         else:
-            out["macro_f1_at_val"] = macro_f1(scores, labels, threshold)
+            out["sampled/macro_f1_at_val"] = macro_f1(scores, labels, threshold)
+        names = ("macro_f1_at_fixed", "macro_f1_at_val")
+        out.update({f"all/{n}": v for n, v in zip(names, macro_f1_all_pairs(q, s, data.groups,
+                                                                            [cfg.threshold, threshold]))})
+        out.update({n: out[f"{cfg.candidates}/{n}"] for n in names})  # the regime's own pairs
         out["val_threshold"] = float(threshold)
         out["cos_pos_mean"] = float(scores[labels == 1].mean())
         out["cos_neg_mean"] = float(scores[labels == 0].mean())
