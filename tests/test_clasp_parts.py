@@ -236,8 +236,9 @@ def test_stage_tables_from_trial_rows() -> None:
     lang = summary_tables(pd.DataFrame([{"query_language": "fa", "seed": 0, "test/hits1": 0.5,
                                          "test/query_language_covered": 0.0}]))["table2_stage4_multilingual"]
     assert lang.loc[0, "Language"] == "Persian" and "no Persian" in lang.loc[0, "note"]
-    mod = summary_tables(pd.DataFrame([{"modality": m, "seed": 0, "test/hits1": h}
+    mod = summary_tables(pd.DataFrame([{"modality": m, "seed": 0, "test/hits1": h, "test_last/hits1": h - 0.1}
                                        for m, h in (("combined", 0.9), ("spectrogram", 0.4))]))
+    assert mod["table2_stage1_modality"]["HITS@1 (last epoch)"].tolist() == ["0.300", "0.800"]
     assert mod["table2_stage1_modality"]["Model"].tolist() == ["Spectrogram-Based Model",
                                                                "Combined Audio-Spectrogram Model"]
 
