@@ -174,6 +174,6 @@ def table_one(trials: pd.DataFrame, encoders: dict[str, str]) -> pd.DataFrame:
     if rows:
         first = trials.iloc[0].to_dict()  # every trial evaluates the same test split
         chance = chance_row(first)
-        rows.append({**chance, "seeds": None, **{k: (f"{v:.3f}" if v is not None else "") for k, v in chance.items()
+        rows.append({**chance, "seeds": "-", **{k: (f"{v:.3f}" if v is not None else "") for k, v in chance.items()
                                                   if k not in ("System", "Speaker/Audio enc.", "Loss")}})
     return pd.DataFrame(rows)
