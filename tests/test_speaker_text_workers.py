@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from tests.test_qbe_checkpoints import _Shard  # a Ray Data shard stand-in: one table
 from workloads.speaker_text import data as D
 from workloads.speaker_text.config import SpeakerTextConfig
 from workloads.speaker_text.workload import SpeakerTextWorkload
@@ -115,14 +116,6 @@ def _table(d: D.SpeakerTextData) -> pa.Table:
                          pa.list_(pa.list_(pa.float32(), d.text_x.shape[1]))),
         "text.text": [[d.texts[i] for i in texts[s]] for s in d.labels],
     })
-
-
-class _Shard:
-    def __init__(self, table: pa.Table) -> None:
-        self.table = table
-
-    def iter_batches(self, batch_size: Any = None, batch_format: str = "pyarrow") -> list[pa.Table]:
-        return [self.table]
 
 
 def _lda_fit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: int) -> dict[str, torch.Tensor]:

@@ -107,12 +107,6 @@ def retrieval_metrics(s: np.ndarray, s_labels: np.ndarray, t: np.ndarray, t_labe
     return out
 
 
-def table_columns() -> list[str]:
-    """Table I's metric columns: the paper's layout, then the utterance layout's (``[utt]``)."""
-    return [f"{DIRECTION_LABELS[d]} {label}{suffix}" for suffix in LAYOUTS.values() for d in DIRECTIONS
-            for _, label in TABLE_METRICS]
-
-
 def _cell(metric: str, value: float) -> float:
     return 100.0 * value if metric == "map10" else value  # Table I prints mAP10 in percent
 
