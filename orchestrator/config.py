@@ -68,6 +68,7 @@ class ResourceSpec(Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float | Literal["auto"] = "auto"  # auto: 1 if the cluster has GPUs, else 0
     extract_actors: int | Literal["auto"] = "auto"  # auto: one per GPU, else one per 2 CPUs
+    memory_per_worker_gb: float = Field(0.0, ge=0)  # 0: trials reserve no memory (heads on embeddings)
 
 
 class ProfileOverride(Strict):
@@ -88,7 +89,7 @@ class SearchSpace(Strict):
     metric: str
     mode: Literal["max", "min"]
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    max_concurrent_trials: int = Field(1, ge=1)
+    max_concurrent_trials: int | None = Field(None, ge=1)  # a cap; None: as many as the cluster holds
     resources: ResourceSpec = ResourceSpec()
     profiles: dict[Literal["local", "paper"], ProfileOverride] = {}
 

@@ -73,42 +73,43 @@ def source_from_run(client: Any, run_id: str, plan: SweepPlan, wl: Any) -> Sourc
     return Source(run_id, int(config.get("seed", 0)), base, state)
 
 
-def sources(plan: SweepPlan, wl: Any, ctx: Any, tracker: Any, base: dict[str, Any], source: Source | None,
-            child_tags: dict[str, str], tags_for: Any) -> dict[str, dict[str, Any]] | None:
+def sources(sweep: Any, source: Source | None) -> dict[str, dict[str, Any]] | None:
     """seed -> {"run_id", "state" (object ref)} of the models to evaluate; None if the source
-    training was interrupted."""
+    training was interrupted. ``sweep``: the running :class:`orchestrator.sweep.Sweep`."""
     import ray
     import torch
 
     if source is not None:
         return {str(source.seed): {"run_id": source.run_id, "state": ray.put(source.state)}}
-    seeds = plan.space.seeds_for(plan.inv.profile)
+    tracker = sweep.tracker
+    seeds = sweep.plan.space.seeds_for(sweep.plan.inv.profile)
     done = tracker.state.get("sources", {})
     if not all(str(s) in done for s in seeds):
-        outcome = _train_sources(plan, wl, ctx, tracker, base, seeds, child_tags, tags_for)
+        outcome = _train_sources(sweep, seeds)
         if outcome is None:
             return None
         done = tracker.state["sources"] = outcome
-        tracker._save()
+        tracker.save()
     return {s: {"run_id": rec["run_id"],
                 "state": ray.put(torch.load(rec["model"], map_location="cpu", weights_only=True))}
             for s, rec in done.items()}
 
 
-def _train_sources(plan: SweepPlan, wl: Any, ctx: Any, tracker: Any, base: dict[str, Any], seeds: list[int],
-                   child_tags: dict[str, str], tags_for: Any) -> dict[str, Any] | None:
+def _train_sources(sweep: Any, seeds: list[int]) -> dict[str, Any] | None:
+    """The model of each seed, trained as ordinary training trials (a plain grid over seeds)."""
     from ray import tune
 
     from orchestrator import storage
     from orchestrator.console import ConsolePrinter
-    from orchestrator.sweep import _make_tuner
     from orchestrator.tracking import MlflowTrialCallback
-    from orchestrator.train import MODEL_FILE, TRIAL_FN_RESOURCES, run_trial
+    from orchestrator.train import MODEL_FILE
+    from orchestrator.trials import make_tuner, training_trainable
 
+    plan, tracker = sweep.plan, sweep.tracker
     print(f"[sweep] {plan.space.name}: evaluation sweep; training the model once per seed ({len(seeds)})", flush=True)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_FN_RESOURCES)
+    trainable = training_trainable(sweep.ctx, plan.space.resources.memory_per_worker_gb * 2**30)
     console = ConsolePrinter([], plan.space.metric, plan.space.mode, len(seeds), label="training")
-    callbacks = [MlflowTrialCallback(tracker, {**child_tags, "role": "source"}, metric=plan.space.metric,
+    callbacks = [MlflowTrialCallback(tracker, {**sweep.child_tags, "role": "source"}, metric=plan.space.metric,
                                      state_key=SOURCE_STATE_KEY, console=console)]
     name = f"{plan.space.name}/{plan.inv.experiment}-source"
     path = storage.join(plan.inv.storage_path, name)
@@ -116,10 +117,11 @@ def _train_sources(plan: SweepPlan, wl: Any, ctx: Any, tracker: Any, base: dict[
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
-        param_space = {**base, "seed": tune.grid_search(seeds)}
-        tuner = _make_tuner(plan, wl, base, trainable, callbacks, param_space, name=name, search=False)
+        tuner = make_tuner(trainable, {**sweep.base, "seed": tune.grid_search(seeds)}, name=name,
+                           storage_path=plan.inv.storage_path, metric=plan.space.metric, mode=plan.space.mode,
+                           callbacks=callbacks, max_concurrent=sweep.max_concurrent, regime=sweep.wl.regime)
     tuner.fit()
-    tracker.state = tracker._load()
+    tracker.reload()
     out: dict[str, Any] = {}
     for rec in tracker.state.get(SOURCE_STATE_KEY, {}).values():
         seed = str(rec["config"].get("seed", 0))
@@ -133,12 +135,3 @@ def _train_sources(plan: SweepPlan, wl: Any, ctx: Any, tracker: Any, base: dict[
     if missing:
         return None
     return out
-
-
-def trainable(ctx: Any, srcs: dict[str, dict[str, Any]], resources: Any) -> Any:
-    from ray import tune
-
-    from orchestrator.train import run_eval_trial
-
-    res = {"cpu": float(resources.cpus_per_worker), **({"gpu": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}
-    return tune.with_resources(tune.with_parameters(run_eval_trial, ctx=ctx, sources=srcs), res)

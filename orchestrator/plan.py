@@ -49,6 +49,7 @@ class Invocation:
     tracking_uri: str | None = None
     from_run: str | None = None
     gpus_per_worker: float | None = None  # None: the search space's setting ("auto": GPUs present at start)
+    max_concurrent: int | None = None  # None: as many trials as the cluster holds at start
     experiment: str = ""  # <sweep>-<time>: the Tune experiment and the MLflow parent run's name
 
     def to_json(self) -> str:
@@ -78,6 +79,8 @@ class Invocation:
             parts.append("--skip-bad-items")
         if self.gpus_per_worker is not None:
             parts += ["--gpus-per-worker", f"{self.gpus_per_worker:g}"]
+        if self.max_concurrent is not None:
+            parts += ["--max-concurrent", str(self.max_concurrent)]
         return " ".join(parts)
 
 
@@ -123,6 +126,8 @@ def resolve(inv: Invocation) -> SweepPlan:
         raise ConfigError(f"--num-samples must be >= 1, got {inv.num_samples}")
     if inv.gpus_per_worker is not None and inv.gpus_per_worker < 0:
         raise ConfigError(f"--gpus-per-worker must be >= 0, got {inv.gpus_per_worker}")
+    if inv.max_concurrent is not None and inv.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent must be >= 1, got {inv.max_concurrent}")
     if inv.max_epochs is not None and inv.max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, got {inv.max_epochs}")
     space = load_search_space(inv.sweep)
@@ -199,7 +204,7 @@ def resolve(inv: Invocation) -> SweepPlan:
 
 
 RESUME_FLAGS = ("profile", "data_root", "num_samples", "max_epochs", "overrides", "skip_bad_items", "cache_dir",
-                "tracking_uri", "from_run", "gpus_per_worker")
+                "tracking_uri", "from_run", "gpus_per_worker", "max_concurrent")
 
 
 def records_path(sweep_root: str, experiment: str) -> str:

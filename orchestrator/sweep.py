@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=float,
                    help="GPUs per Train worker and per extraction actor (default: the sweep's setting, auto = "
                         "1 if GPUs are up at start); on an autoscaling cluster give 1 so GPU nodes get started")
+    p.add_argument("--max-concurrent", type=int, metavar="N",
+                   help="trials running at once (default: as many as the cluster's CPUs, GPUs and memory hold "
+                        "one trial's request when the sweep starts, e.g. 16 one-CPU trials on a 16-CPU machine "
+                        "or 8 one-GPU trials on an 8-GPU cluster; a search space may cap it). A one-worker "
+                        "trial trains in its own process and holds its CPUs/GPU itself")
     p.add_argument("--cache-dir", help="view cache and local corpora (default: cache/)")
     p.add_argument("--storage-path", help="Tune/Train results and run records (default: ray_results/)")
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs and progress output")
@@ -86,7 +91,7 @@ def invocation_from_args(args: argparse.Namespace) -> Invocation:
         "profile": args.profile, "data_root": args.data_root, "num_samples": args.num_samples,
         "max_epochs": args.max_epochs, "overrides": args.overrides, "skip_bad_items": args.skip_bad_items,
         "cache_dir": args.cache_dir, "tracking_uri": args.tracking_uri, "from_run": args.from_run,
-        "gpus_per_worker": args.gpus_per_worker,
+        "gpus_per_worker": args.gpus_per_worker, "max_concurrent": args.max_concurrent,
     }.items() if v is not None}
     storage_path = args.storage_path or "ray_results"
     if args.resume:
@@ -186,31 +191,73 @@ def _log_data(tracker: Any, run_id: str, data: PreparedData) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# the run
+# the run: Ray session, data, run records, trials, summary
+
+
+@dataclass
+class Sweep:
+    """What the phases of one sweep run share."""
+
+    plan: SweepPlan
+    wl: Any
+    tracker: Any
+    base: dict[str, Any]  # the effective fixed config (an evaluation sweep's --from-run fixes training fields)
+    data: PreparedData
+    ctx: Any  # orchestrator.train.TrialContext
+    max_concurrent: int | None  # None: no limit (the cluster holds no trial yet; its autoscaler adds nodes)
+    tags: dict[str, str] = field(default_factory=dict)  # the parent's; children get most of them
+    sources: dict[str, Any] = field(default_factory=dict)  # evaluation sweeps: seed -> trained model
+
+    @property
+    def child_tags(self) -> dict[str, str]:
+        return {k: v for k, v in self.tags.items() if k not in ("profile_description", "command")}
+
+    def tags_for(self, config: dict[str, Any]) -> dict[str, str]:
+        """A trial's own tags: the items its views lack, and an evaluation trial's source run."""
+        cfg = self.wl.config_cls.model_validate(config)
+        missing = self.data.missing_for(self.wl.data_spec(cfg, self.plan.inv.profile))
+        out = {f"data.missing.{v}": str(len(ids)) for v, ids in missing.items()}
+        out["data.dropped_items"] = str(len(set().union(*missing.values()))) if missing else "0"
+        if self.sources:
+            out["source_run_id"] = self.sources[str(config.get("seed", 0))]["run_id"]
+        return out
 
 
 def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | None = None) -> int:
+    from orchestrator.registry import load_workload
+    from orchestrator.tracking import SweepTracker
+
+    wl = load_workload(plan.space.workload)  # an entry point name or module:ATTR
+    inv, space = plan.inv, plan.space
+    gpus_per_worker = _start_ray(plan, verbose, address)
+    tracker = SweepTracker(inv.tracking_uri or DEFAULT_TRACKING_URI, space.name,
+                           storage.join(plan.records_path, TRACKING_FILE))
+    source, base = None, dict(plan.base)
+    if plan.is_eval and inv.from_run:  # the trained model fixes every training field
+        from orchestrator import evaluation_sweep
+
+        source = evaluation_sweep.source_from_run(tracker.client, inv.from_run, plan, wl)
+        base = source.base
+    data = prepare_data(plan, wl, base, use_gpus=gpus_per_worker > 0)
+    if not resume:
+        record_invocation(plan)
+    ctx = _trial_context(plan, data, gpus_per_worker, verbose)
+    sweep = Sweep(plan, wl, tracker, base, data, ctx, _max_concurrent(plan, ctx))
+    _start_records(sweep, resume)
+    if plan.is_eval:
+        done = _evaluation_trials(sweep, source, resume)
+    else:
+        done = _training_trials(sweep, resume)
+    return _summary(sweep) if done else _interrupted(plan, tracker)
+
+
+def _start_ray(plan: SweepPlan, verbose: bool, address: str | None) -> float:
+    """Join or start Ray; returns the GPUs each Train worker (and one-worker trial) asks for."""
     from orchestrator.console import quiet_ray
 
     quiet_ray(verbose)
     import ray
-    from ray import tune
 
-    from orchestrator import evaluation_sweep, report
-    from orchestrator.console import ConsolePrinter
-    from orchestrator.registry import load_workload
-    from orchestrator.tracking import MlflowTrialCallback, SweepTracker, git_commit
-    from orchestrator.train import (
-        TRIAL_FN_RESOURCES,
-        TrialContext,
-        kept_checkpoint,
-        run_trial,
-        submit_evaluation,
-        write_artifacts,
-    )
-
-    wl = load_workload(plan.space.workload)  # an entry point name or module:ATTR
-    inv, space = plan.inv, plan.space
     if not ray.is_initialized():  # tests and notebooks may have started Ray already
         from orchestrator.ray_env import SETUP_HOOK
 
@@ -222,25 +269,54 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     data_ctx = ray.data.DataContext.get_current()
     data_ctx.enable_progress_bars = verbose  # extraction prints its own progress line per view
     data_ctx.print_on_execution_start = verbose
-    gpus = inv.gpus_per_worker if inv.gpus_per_worker is not None else space.resources.gpus_per_worker
-    gpus_per_worker = (1.0 if ray.cluster_resources().get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
+    gpus = plan.inv.gpus_per_worker if plan.inv.gpus_per_worker is not None else plan.space.resources.gpus_per_worker
+    return (1.0 if ray.cluster_resources().get("GPU", 0) else 0.0) if gpus == "auto" else float(gpus)
 
-    tracker = SweepTracker(inv.tracking_uri or DEFAULT_TRACKING_URI, space.name,
-                           storage.join(plan.records_path, TRACKING_FILE))
-    source = None
-    base = dict(plan.base)
-    if plan.is_eval and inv.from_run:  # the trained model fixes every training field
-        source = evaluation_sweep.source_from_run(tracker.client, inv.from_run, plan, wl)
-        base = source.base
-    data = prepare_data(plan, wl, base, use_gpus=gpus_per_worker > 0)
-    if not resume:
-        record_invocation(plan)
 
+def _trial_context(plan: SweepPlan, data: PreparedData, gpus_per_worker: float, verbose: bool) -> Any:
+    from orchestrator.train import TrialContext
+
+    res = plan.space.resources
+    return TrialContext(workload=plan.space.workload, profile=plan.inv.profile, metric=plan.space.metric,
+                        mode=plan.space.mode, data=data.view_dirs, manifests=data.manifests,
+                        storage_path=storage.join(plan.inv.storage_path, "train"), train_workers=res.train_workers,
+                        cpus_per_worker=res.cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                        max_epochs=plan.inv.max_epochs, progress_bars=verbose)
+
+
+def _max_concurrent(plan: SweepPlan, ctx: Any) -> int | None:
+    """--max-concurrent; else as many trials as the cluster holds now (see orchestrator.trials),
+    within the search space's cap if it sets one. A cluster that cannot hold one trial yet (GPU
+    trials before an autoscaler has started a GPU node) gets no limit: Tune queues the trials
+    and the autoscaler adds nodes for them."""
+    import ray
+
+    from orchestrator.trials import fitting_trials, trial_request
+
+    if plan.inv.max_concurrent is not None:
+        return plan.inv.max_concurrent
+    fit = fitting_trials(ray.cluster_resources(), trial_request(ctx, _memory_per_worker(plan)))
+    cap = plan.space.max_concurrent_trials
+    if not fit:
+        return cap
+    return min(fit, cap) if cap else fit
+
+
+def _memory_per_worker(plan: SweepPlan) -> float:
+    return plan.space.resources.memory_per_worker_gb * 2**30
+
+
+def _start_records(sweep: Sweep, resume: bool) -> None:
+    """The parent run: every setting that decides the results, as params and tags."""
+    from orchestrator.tracking import git_commit
+
+    plan, wl, data, inv, space = sweep.plan, sweep.wl, sweep.data, sweep.plan.inv, sweep.plan.space
     profile = plan.profile
     tags = {"git_commit": git_commit(), "profile": inv.profile, "workload": wl.name, "sweep": space.name,
             "regime": wl.regime, "profile_description": profile.description, "command": inv.command(),
             "sweep_kind": "evaluation" if plan.is_eval else "training", "headline_metric": f"best/{space.metric}",
-            "num_trials": str(plan.n_trials)}
+            "num_trials": str(plan.n_trials), "max_concurrent_trials": str(sweep.max_concurrent or "no limit (autoscaling)"),
+            "trial_placement": "train workers (DDP)" if sweep.ctx.train_workers > 1 else "in the trial process"}
     tags.update({f"substitution.{k}": v for k, v in profile.substitutions.items()})
     tags.update({f"shortened.{k}": v for k, v in profile.shortened.items()})
     tags.update({f"choice.{k}": v for k, v in profile.choices.items()})
@@ -252,86 +328,150 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
         tags[f"data.{spec.corpus}.{name}.fingerprint"] = r.corpus_fingerprint
         tags[f"data.{spec.corpus}.{name}.cache"] = "hit" if r.cache_hit else "extracted"
         tags[f"encoder.{r.encoder_id}.weights_hash"] = r.weights_hash
-    parent = tracker.start_parent(inv.experiment, {
-        "space": space.model_dump(), "base_config": base, "profile": inv.profile,
+    sweep.tags = tags
+    parent = sweep.tracker.start_parent(inv.experiment, {
+        "space": space.model_dump(), "base_config": sweep.base, "profile": inv.profile,
         "invocation": {"max_epochs": inv.max_epochs, "num_samples": inv.num_samples, "num_trials": plan.n_trials,
                        "overrides": " ".join(inv.overrides), "data_root": inv.data_root,
-                       "skip_bad_items": inv.skip_bad_items, "from_run": inv.from_run}}, tags)
+                       "skip_bad_items": inv.skip_bad_items, "from_run": inv.from_run,
+                       "max_concurrent": inv.max_concurrent, "max_concurrent_trials": sweep.max_concurrent}}, tags)
     if not resume:
-        _log_data(tracker, parent, data)
+        _log_data(sweep.tracker, parent, data)
 
-    ctx = TrialContext(workload=space.workload, profile=inv.profile, metric=space.metric, mode=space.mode,
-                       data=data.view_dirs, manifests=data.manifests,
-                       storage_path=storage.join(inv.storage_path, "train"),
-                       train_workers=space.resources.train_workers, cpus_per_worker=space.resources.cpus_per_worker,
-                       gpus_per_worker=gpus_per_worker, max_epochs=inv.max_epochs, progress_bars=verbose)
 
-    def tags_for(config: dict[str, Any]) -> dict[str, str]:
-        cfg = wl.config_cls.model_validate(config)
-        missing = data.missing_for(wl.data_spec(cfg, inv.profile))
-        out = {f"data.missing.{v}": str(len(ids)) for v, ids in missing.items()}
-        out["data.dropped_items"] = str(len(set().union(*missing.values()))) if missing else "0"
-        if sources:
-            out["source_run_id"] = sources[str(config.get("seed", 0))]["run_id"]
-        return out
+def _callback(sweep: Sweep, with_stopped_tests: bool) -> Any:
+    from orchestrator.console import ConsolePrinter
+    from orchestrator.tracking import MlflowTrialCallback
 
-    def on_stopped(trial: Any, ckpt_path: str) -> tuple[Any, Any]:
-        """A trial the scheduler stopped: test its best checkpoint so far (in Train storage).
-        Submitted, not waited for: Tune calls this before it releases the trial's resources, so a
-        blocking test pass could wait forever for a CPU the stopped trial still holds (2 cores: the
-        stopped trial's Train worker holds one, another trial's the other). Returns the
-        task's ObjectRef and what turns its result into (metrics, artifacts location)."""
+    space = sweep.plan.space
+    return MlflowTrialCallback(sweep.tracker, sweep.child_tags, tags_for=sweep.tags_for, metric=space.metric,
+                               on_stopped=StoppedTrialTest(sweep) if with_stopped_tests else None,
+                               console=ConsolePrinter(sweep.plan.searched, space.metric, space.mode,
+                                                      sweep.plan.n_trials))
+
+
+def _fit(sweep: Sweep, trainable: Any, param_space: dict[str, Any], callbacks: list[Any], resume: bool) -> None:
+    """Run (or continue) the sweep's Tuner and print its opening line."""
+    from ray import tune
+
+    from orchestrator.trials import make_tuner
+
+    plan, space = sweep.plan, sweep.plan.space
+    if resume and tune.Tuner.can_restore(plan.experiment_path):
+        tuner = tune.Tuner.restore(plan.experiment_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        search_alg, scheduler = _search(plan, sweep.wl, sweep.base)
+        tuner = make_tuner(trainable, param_space, name=f"{space.name}/{plan.inv.experiment}",
+                           storage_path=plan.inv.storage_path, metric=space.metric, mode=space.mode,
+                           callbacks=callbacks, max_concurrent=sweep.max_concurrent, regime=sweep.wl.regime,
+                           num_samples=plan.n_trials if space.searcher == "optuna" else 1,
+                           search_alg=search_alg, scheduler=scheduler)
+    kind = "evaluation sweep" if plan.is_eval else f"{space.searcher} sweep"
+    print(f"[sweep] {space.name}: {plan.n_trials} trial(s), {kind}, workload {sweep.wl.name}, profile "
+          f"{plan.inv.profile}; {f'up to {sweep.max_concurrent}' if sweep.max_concurrent else 'no limit on trials'} at once; data ready in {sweep.data.seconds:.1f}s",
+          flush=True)
+    tuner.fit()
+
+
+def _training_trials(sweep: Sweep, resume: bool) -> bool:
+    """Every trial trains (see orchestrator.trials for where); True unless interrupted."""
+    from orchestrator.trials import training_trainable
+
+    trainable = training_trainable(sweep.ctx, _memory_per_worker(sweep.plan))
+    _fit(sweep, trainable, tune_param_space(sweep.plan, sweep.base), [_callback(sweep, True)], resume)
+    return True
+
+
+def _evaluation_trials(sweep: Sweep, source: Any, resume: bool) -> bool:
+    """Train the model once per seed (or take --from-run's), then evaluate one inference setting
+    per trial; the selected trial's figures are drawn once at the end. False if interrupted while
+    training the model."""
+    from orchestrator import evaluation_sweep
+    from orchestrator.trials import evaluation_trainable
+
+    sources = evaluation_sweep.sources(sweep, source)
+    if sources is None:
+        return False
+    sweep.sources = sources
+    sweep.tracker.log_tags(sweep.tracker.parent_id,
+                           {"source_run_ids": ",".join(s["run_id"] for s in sources.values())})
+    trainable = evaluation_trainable(sweep.ctx, sources, _memory_per_worker(sweep.plan))
+    param_space = tune_param_space(sweep.plan, sweep.base, seeds=sorted(int(s) for s in sources))
+    _fit(sweep, trainable, param_space, [_callback(sweep, False)], resume)
+    return True
+
+
+class StoppedTrialTest:
+    """A trial the scheduler stopped: its newest checkpoint (the best weights so far) is tested
+    by a Ray task. Submitted, not waited for: Tune calls this before it releases the trial's
+    resources, so a blocking test pass could wait forever for a CPU the stopped trial still holds.
+    Returns the task's ObjectRef and what turns its result into (metrics, artifacts location)."""
+
+    def __init__(self, sweep: Sweep) -> None:
+        self.ctx, self.records_path = sweep.ctx, sweep.plan.records_path
+
+    def __call__(self, trial: Any, ckpt_path: str) -> tuple[Any, Any]:
         import shutil
 
         import ray
+        from ray import tune
 
-        ckpt = tune.Checkpoint(ckpt_path, filesystem=storage.filesystem(ctx.storage_path)[0])
-        ref = submit_evaluation(ctx, dict(trial.config), ckpt)
+        from orchestrator.train import kept_checkpoint, write_checkpoint_artifacts
+        from orchestrator.trials import submit_test
+
+        if storage.is_uri(ckpt_path):
+            fs, path = storage.filesystem(ckpt_path)
+        else:  # Train's checkpoints are named in the file system of its storage
+            fs, path = storage.filesystem(self.ctx.storage_path)[0], ckpt_path
+        ckpt = tune.Checkpoint(path, filesystem=fs)
+        ref = submit_test(self.ctx, dict(trial.config), ckpt)
 
         def finish() -> tuple[dict[str, float], str]:
             ev = ray.get(ref)
-            local = write_artifacts(ev, kept_checkpoint(ckpt))  # the one the test pass read
-            dest = storage.join(plan.records_path, f"stopped-trial-{trial.trial_id}")
+            local = write_checkpoint_artifacts(ev, kept_checkpoint(ckpt))  # the one the test pass read
+            dest = storage.join(self.records_path, f"stopped-trial-{trial.trial_id}")
             storage.upload_dir(local, dest)
             shutil.rmtree(local, ignore_errors=True)
             return ev.metrics, dest
 
         return ref, finish
 
-    sources: dict[str, Any] = {}
-    child_tags = {k: v for k, v in tags.items() if k not in ("profile_description", "command")}
-    if plan.is_eval:
-        sources = evaluation_sweep.sources(plan, wl, ctx, tracker, base, source, child_tags, tags_for)
-        if sources is None:  # interrupted while training
-            return _interrupted(plan, tracker)
-        trainable = evaluation_sweep.trainable(ctx, sources, space.resources)
-        tracker.log_tags(parent, {"source_run_ids": ",".join(s["run_id"] for s in sources.values())})
-        param_space = tune_param_space(plan, base, seeds=sorted(int(s) for s in sources))
-    else:
-        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_FN_RESOURCES)
-        param_space = tune_param_space(plan, base)
-    callbacks = [MlflowTrialCallback(tracker, child_tags, on_stopped=on_stopped, tags_for=tags_for,
-                                     metric=space.metric,
-                                     console=ConsolePrinter(plan.searched, space.metric, space.mode, plan.n_trials))]
-    if resume and tune.Tuner.can_restore(plan.experiment_path):
-        tuner = tune.Tuner.restore(plan.experiment_path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
-    else:
-        tuner = _make_tuner(plan, wl, base, trainable, callbacks, param_space=param_space)
-    kind = "evaluation sweep" if plan.is_eval else f"{space.searcher} sweep"
-    print(f"[sweep] {space.name}: {plan.n_trials} trial(s), {kind}, workload {wl.name}, profile {inv.profile}; "
-          f"data ready in {data.seconds:.1f}s", flush=True)
-    tuner.fit()
 
-    tracker.state = tracker._load()  # the callbacks (possibly restored by Tune) wrote the outcomes
-    summary = report.summarise(plan, wl, tracker)
+def _summary(sweep: Sweep) -> int:
+    from orchestrator import report
+
+    plan, tracker = sweep.plan, sweep.tracker
+    tracker.reload()  # the callbacks (possibly restored by Tune) wrote the outcomes
+    summary = report.summarise(plan, sweep.wl, tracker)
     if summary.n_pending:
         print(summary.text, flush=True)
         return _interrupted(plan, tracker)
+    if plan.is_eval and summary.best_trial:
+        _selected_figures(sweep, summary.best_trial)
     tracker.finish_parent("FINISHED" if summary.n_ok else "FAILED")
     print(summary.text, flush=True)
     _print_mlflow_hint(plan, tracker)
     return 0 if summary.n_ok else 1
+
+
+def _selected_figures(sweep: Sweep, trial_id: str) -> None:
+    """An evaluation sweep's figures, drawn once for the selected trial: into its run and the parent's."""
+    import tempfile
+
+    from orchestrator.trials import evaluate_selected
+
+    rec = sweep.tracker.state.get("trials", {}).get(trial_id, {})
+    if not rec.get("config"):
+        return
+    pngs = evaluate_selected(rec["config"], sweep.ctx, sweep.sources)
+    with tempfile.TemporaryDirectory() as d:
+        for name, png in pngs.items():
+            path = Path(d) / f"{name}.png"
+            path.write_bytes(png)
+            if rec.get("run_id"):
+                sweep.tracker.log_artifact(rec["run_id"], path, "figures")
+            sweep.tracker.log_artifact(sweep.tracker.parent_id, path, "figures/selected_trial")
 
 
 def _interrupted(plan: SweepPlan, tracker: Any) -> int:
@@ -351,39 +491,27 @@ def _print_mlflow_hint(plan: SweepPlan, tracker: Any) -> None:
           f"'{plan.inv.experiment}')", flush=True)
 
 
-def _make_tuner(plan: SweepPlan, wl: Any, base: dict[str, Any], trainable: Any, callbacks: list[Any],
-                param_space: dict[str, Any], name: str | None = None, search: bool = True) -> Any:
-    """The Tuner of a sweep; ``search=False``: a plain grid (an evaluation sweep's source training)."""
-    from ray import tune
+def _search(plan: SweepPlan, wl: Any, base: dict[str, Any]) -> tuple[Any, Any]:
+    """(Optuna TPE searcher or None, ASHA scheduler or None) of a sweep."""
     from ray.tune.schedulers import ASHAScheduler
 
     space = plan.space
     search_alg = None
-    if search and space.searcher == "optuna" and space.param_space:
+    if space.searcher == "optuna" and space.param_space:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=space.seeds_for(plan.inv.profile)[0]))
     sched = None
-    if search and space.scheduler.type == "asha" and not plan.is_eval:
+    if space.scheduler.type == "asha" and not plan.is_eval:
         cfg = wl.config_cls.model_validate({**base, "seed": 0})
         epochs = wl.epochs(cfg)
         rounds = math.ceil(epochs / max(1, min(wl.eval_every(cfg), epochs)))
         sched = ASHAScheduler(time_attr="training_iteration", max_t=rounds + 1,
                               grace_period=min(space.scheduler.grace_period, rounds),
                               reduction_factor=space.scheduler.reduction_factor)
-    num_samples = plan.n_trials if search and space.searcher == "optuna" else 1
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=search_alg,
-                                    scheduler=sched, num_samples=num_samples,
-                                    max_concurrent_trials=space.max_concurrent_trials),
-        run_config=tune.RunConfig(name=name or f"{space.name}/{plan.inv.experiment}", storage_path=plan.inv.storage_path,
-                                  callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=0),
-                                  verbose=0),
-    )
+    return search_alg, sched
 
 
 def tune_param_space(plan: SweepPlan, base: dict[str, Any], seeds: list[int] | None = None) -> dict[str, Any]:

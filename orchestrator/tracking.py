@@ -69,6 +69,10 @@ class SweepTracker:
     def _load(self) -> dict[str, Any]:
         return json.loads(storage.read_text(self.state_file)) if storage.exists(self.state_file) else {"children": {}}
 
+    def reload(self) -> None:
+        """Re-read the run record (Tune's callbacks, possibly restored from a pickle, wrote it)."""
+        self.state = self._load()
+
     # -- parent ------------------------------------------------------------------------------
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         if self.state.get("parent"):
@@ -77,7 +81,7 @@ class SweepTracker:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.state["parent"] = run.info.run_id
         self._log_params(run.info.run_id, params)
-        self._save()
+        self.save()
         return run.info.run_id
 
     def __getstate__(self) -> dict[str, Any]:
@@ -98,7 +102,7 @@ class SweepTracker:
         """FINISHED, FAILED or KILLED (interrupted: ``--resume`` continues it)."""
         self.client.set_terminated(self.parent_id, status=status)
         self.state["status"] = status
-        self._save()
+        self.save()
 
     # -- children ----------------------------------------------------------------------------
     def child_for(self, trial_id: str, config: dict[str, Any], tags: dict[str, str]) -> str:
@@ -109,7 +113,7 @@ class SweepTracker:
             tags={"mlflow.parentRunId": self.parent_id, "trial_id": trial_id, **tags})
         self._log_params(run.info.run_id, config)
         self.state["children"][trial_id] = run.info.run_id
-        self._save()
+        self.save()
         return run.info.run_id
 
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -148,7 +152,7 @@ class SweepTracker:
         for i in range(0, len(ps), 90):
             self.client.log_batch(run_id, params=ps[i:i + 90])
 
-    def _save(self) -> None:
+    def save(self) -> None:
         storage.write_text(self.state_file, json.dumps(self.state, indent=2))
 
 
@@ -202,7 +206,7 @@ class MlflowTrialCallback(tune.Callback):
         if "metrics" in fields:
             fields["metrics"] = {**rec.get("metrics", {}), **fields["metrics"]}
         rec.update(fields, config=dict(trial.config or {}), run_id=self.tracker.state["children"].get(trial.trial_id))
-        self.tracker._save()
+        self.tracker.save()
         return rec
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -213,8 +217,10 @@ class MlflowTrialCallback(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self._child(trial)
-        if result.get("checkpoint_path"):
+        if result.get("checkpoint_path"):  # a Train run's checkpoint (TuneReportCallback)
             self.last_ckpt[trial.trial_id] = result["checkpoint_path"]
+        elif result.get("checkpoint_dir_name") and not result.get("final"):  # a trial process's own
+            self.last_ckpt[trial.trial_id] = _trial_uri(trial, result["checkpoint_dir_name"])
         if result.get("final"):
             ckpt_dir = _trial_uri(trial, result["checkpoint_dir_name"]) if result.get("checkpoint_dir_name") else None
             if result.get("eval_only"):  # evaluation trials report validation once, with the test

@@ -1,14 +1,12 @@
-"""One Tune trial = one Ray Train run (Train V2) + a final test evaluation.
+"""What one training does, wherever it runs (``orchestrator.trials`` decides where).
 
-The Tune function trainable builds a ``TorchTrainer`` over the cached embeddings (Ray Data shards:
-the train split is split across workers, validation is given whole to every worker), the workers
-report validation metrics every ``eval_every`` epochs (forwarded to Tune, and so to ASHA, by
-``TuneReportCallback``) and checkpoint the model when validation improves; the final round's
-checkpoint also carries the last epoch's weights. After ``fit`` the trial evaluates the best
-checkpoint on the test split (``test/...``, with the result tables and figures) and the last
-epoch's weights too (``test_last/...``: papers that test after ``fit`` without reloading, as
-Lightning's ``trainer.test(model)`` does, report those), and reports both with a checkpoint
-holding the tables and figures; the driver's MLflow callback logs those.
+:func:`train_model` trains a workload on a :class:`Host`: the trial's own process (one worker,
+the default) or each Ray Train worker of a TorchTrainer (``train_workers > 1``). Every
+``eval_every`` epochs rank 0 validates; the model is checkpointed when validation improves, and
+the final round's checkpoint also carries the last epoch's weights. The test pass
+(:func:`evaluate_states`) evaluates the best weights (``test/...``, with the result tables and
+figures) and the last epoch's (``test_last/...``: papers that test after training without
+reloading, as Lightning's ``trainer.test(model)`` does, report those).
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from orchestrator import storage
 from orchestrator.distributed import broadcast_decision
 from orchestrator.views import JoinReport, read_joined
 from orchestrator.workload import Workload, load_workload
@@ -34,18 +33,6 @@ from orchestrator.workload import Workload, load_workload
 MODEL_FILE = "model.pt"  # the best-validation weights
 LAST_FILE = "last.pt"  # the last epoch's weights, in the final checkpoint when they are not the best
 MAX_MODEL_COPY_BYTES = 50 * 2**20  # heads travel with the trial's artifacts into MLflow; fine-tuned encoders do not
-# Ray Train V2's controller collects worker reports once per health-check interval (2 s by default)
-# and a worker's report queue holds one result, so a worker reporting every epoch waits until the
-# next poll: a 1-s epoch of a small head took 2 s. Polling every 0.2 s lifts that cap (Train
-# propagates the variable from the process calling fit to its controller); a value the user set wins.
-TRAIN_POLL_INTERVAL_S = "0.2"
-# What a trial's Tune function holds: no CPU (it only waits in fit(); the Train workers and the
-# test task request their own), yet a non-empty bundle, as Tune requires one. With a 0.01-CPU
-# sliver per trial, two trials on a 2-CPU machine needed 2.02 CPUs for their Train workers, so the
-# second waited for the first to finish: "2 concurrent trials" trained one at a time.
-TRIAL_FN_RESOURCES = {"cpu": 0, "memory": 2**20}
-
-
 class TrialFailed(RuntimeError):
     """A trial that cannot finish (diverged, no checkpoint); the message is the reason."""
 
@@ -72,13 +59,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _materialise(it: Any, wl: Workload) -> Any:
-    tables = list(it.iter_batches(batch_size=None, batch_format="pyarrow"))
-    if not tables:
-        raise TrialFailed("a training worker received an empty data shard")
-    return wl.to_data(pa.concat_tables(tables).sort_by("id"))
-
-
 def trial_tables(wl: Workload, cfg: Any, ctx: TrialContext, splits: tuple[str, ...]) -> tuple[pa.Table, JoinReport]:
     """The views of ``cfg`` joined on item id for some splits (see ``orchestrator.views``)."""
     spec = wl.data_spec(cfg, ctx.profile)
@@ -94,29 +74,83 @@ def split_of(table: pa.Table, split: str) -> pa.Table:
     return table.filter(pc.equal(table.column("split"), split))
 
 
+class Host:
+    """Where the training loop runs, as the loop sees it: which worker it is, its rows of a split,
+    its device, and where a validation round's report (and checkpoint directory) goes."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    def rows(self, split: str) -> pa.Table:
+        raise NotImplementedError
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device)
+
+    def report(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        """Hand the round's metrics (and checkpoint directory, which the host then owns) on."""
+        raise NotImplementedError
+
+
+class TrainWorkerHost(Host):
+    """One Ray Train worker of a TorchTrainer (``train_workers > 1``: DDP, gathered batches)."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def rows(self, split: str) -> pa.Table:
+        import ray.train
+
+        tables = list(ray.train.get_dataset_shard(split).iter_batches(batch_size=None, batch_format="pyarrow"))
+        if not tables:
+            raise TrialFailed("a training worker received an empty data shard")
+        return pa.concat_tables(tables).sort_by("id")
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def report(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+        if ckpt_dir:  # report() has copied it into Train storage
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
 def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     """Runs on each Train worker."""
-    import ray.train
-    import ray.train.torch
+    train_model(TrainWorkerHost(), loop_cfg)
 
+
+def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
+    """Train ``loop_cfg["cfg"]`` on ``host``: validate every ``eval_every`` epochs on rank 0,
+    checkpoint when validation improves (and at the final round, the last weights beside the
+    best), stop early after ``patience`` rounds without improvement."""
     wl: Workload = load_workload(loop_cfg["workload"])
     cfg = wl.config_cls.model_validate(loop_cfg["cfg"])
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank = host.rank
     seed = int(getattr(cfg, "seed", 0))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed * 1000 + rank)
 
-    train = _materialise(ray.train.get_dataset_shard("train"), wl)
+    train = wl.to_data(host.rows("train"))
     whole_train = train  # all training rows when the workload splits them itself, else this shard
     if wl.splits_train_itself:
-        train = wl.shard_train(train, rank, ctx.get_world_size())
-    val = _materialise(ray.train.get_dataset_shard("val"), wl)
-    device = ray.train.torch.get_device()
+        train = wl.shard_train(train, rank, host.world_size)
+    val = wl.to_data(host.rows("val"))
+    device = host.device
     in_dim = wl.input_dim(train)
     model = wl.build_model(cfg, in_dim)
     wl.fit_closed_form(model, whole_train, cfg)  # e.g. an LDA baseline, the same fit on every worker
-    model = ray.train.torch.prepare_model(model)
+    model = host.prepare(model)
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
         cfg = wl.with_epochs(cfg, int(loop_cfg["max_epochs"]))
@@ -163,9 +197,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
                 if not improved:
                     torch.save(state, os.path.join(d, LAST_FILE))
             metrics["best/" + metric] = best
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if d else None)
-        if d:  # report() has copied it into Train storage
-            shutil.rmtree(d, ignore_errors=True)
+        host.report(metrics, d)
         return broadcast_decision(stop, device) if patience is not None else False
 
     try:
@@ -207,79 +239,7 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy(src, dst)
 
 
-def _root_cause(e: BaseException) -> str:
-    """Ray wraps worker errors several times; surface the innermost TrialFailed/line."""
-    text = str(e)
-    for line in reversed(text.splitlines()):
-        if "TrialFailed:" in line:
-            return line.split("TrialFailed:", 1)[1].strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else type(e).__name__
-
-
-def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Tune function trainable (wrap with ``tune.with_parameters(run_trial, ctx=...)``)."""
-    import ray.data
-    from ray import tune
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    wl = load_workload(ctx.workload)
-    cfg = wl.config_cls.model_validate(config)
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_INTERVAL_S)
-    ray.data.DataContext.get_current().enable_progress_bars = ctx.progress_bars
-    # The trial reads the cache with pyarrow and hands Ray Data in-memory blocks: read tasks would
-    # need a free CPU, which the Train workers already hold on a small machine (Ray Data then
-    # waits forever for its read budget). Pooled embeddings and local-profile features are small.
-    table, _ = trial_tables(wl, cfg, ctx, ("train", "val"))
-    datasets = {split: ray.data.from_arrow(split_of(table, split)) for split in ("train", "val")}
-    trial_id = tune.get_context().get_trial_id()
-    loop_cfg = {"workload": ctx.workload, "cfg": cfg.model_dump(), "metric": ctx.metric, "mode": ctx.mode,
-                "max_epochs": ctx.max_epochs}
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_cfg,
-        datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=[] if wl.splits_train_itself else ["train"]),
-        scaling_config=ScalingConfig(num_workers=ctx.train_workers, use_gpu=ctx.gpus_per_worker > 0,
-                                     resources_per_worker={"CPU": ctx.cpus_per_worker,
-                                                           **({"GPU": ctx.gpus_per_worker} if ctx.gpus_per_worker else {})}),
-        run_config=RunConfig(
-            name=f"train-{trial_id}",
-            storage_path=ctx.storage_path,
-            callbacks=[TuneReportCallback()],
-            failure_config=FailureConfig(max_failures=0),
-            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=ctx.metric,
-                                               checkpoint_score_order=ctx.mode),
-        ),
-    )
-    try:
-        result = trainer.fit()
-    except Exception as e:  # TrainingFailedError wraps the worker's exception
-        raise TrialFailed(_root_cause(e)) from None
-    ckpt = result.checkpoint
-    if ckpt is None:
-        raise TrialFailed("training produced no checkpoint")
-    ev = evaluate_remote(ctx, cfg.model_dump(), ckpt)
-    # the tested checkpoint is the best-validation one: its value is the trial's headline
-    final = {**ev.metrics, ctx.metric: ev.best_value, f"best/{ctx.metric}": ev.best_value,
-             "best_epoch": ev.best_epoch, "final": 1}
-    _report_and_clean(final, write_artifacts(ev, ckpt))
-
-
-def _report_and_clean(metrics: dict[str, Any], artifacts: Path) -> None:
-    """Report the trial's final result; Tune copies the artifacts into its storage (local or a
-    bucket) before ``report`` returns, so the node's temporary copy is removed."""
-    from ray import tune
-
-    try:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(artifacts)))
-    finally:
-        shutil.rmtree(artifacts, ignore_errors=True)
-
-
-def _build_loaded(wl: Workload, cfg: Any, data: Any, state: dict[str, Any]) -> torch.nn.Module:
+def build_loaded(wl: Workload, cfg: Any, data: Any, state: dict[str, Any]) -> torch.nn.Module:
     # the dims the model was trained with (a classifier head sized by the training speakers, say)
     model = wl.build_model(cfg, state["in_dim"] if "in_dim" in state else wl.input_dim(data))
     model.load_state_dict(state["model"])
@@ -322,60 +282,54 @@ def kept_checkpoint(ckpt: Any) -> Any:
     raise FileNotFoundError(f"no checkpoint with {MODEL_FILE} left in {run_dir} (reported: {path})")
 
 
-def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:
-    """Evaluate a trained checkpoint on the test split (runs as a Ray task with the trial's CPUs
-    and GPU, on whichever node has them; the checkpoint comes from Train storage): the best
-    weights as ``test/...`` with tables and figures, the last epoch's as ``test_last/...``."""
-    wl = load_workload(workload)
-    cfg = wl.config_cls.model_validate(config)
-    with kept_checkpoint(ckpt).as_directory() as d:
-        state = torch.load(os.path.join(d, MODEL_FILE), map_location="cpu", weights_only=True)
-        last_path = os.path.join(d, LAST_FILE)
-        last_state = torch.load(last_path, map_location="cpu", weights_only=True) if os.path.exists(last_path) else None
-    table, report = trial_tables(wl, cfg, ctx, ("test",))
-    test = wl.to_data(table)
+def load_states(ckpt_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(best weights, last epoch's weights or None when the last round was the best) of a
+    training checkpoint directory."""
+    state = torch.load(os.path.join(ckpt_dir, MODEL_FILE), map_location="cpu", weights_only=True)
+    last_path = os.path.join(ckpt_dir, LAST_FILE)
+    last_state = torch.load(last_path, map_location="cpu", weights_only=True) if os.path.exists(last_path) else None
+    return state, last_state
+
+
+def evaluate_states(wl: Workload, cfg: Any, test: Any, state: dict[str, Any], last_state: dict[str, Any] | None,
+                    metric: str, dropped: int) -> Evaluation:
+    """The test pass of a trained trial: the best weights as ``test/...`` with tables and
+    figures, the last epoch's as ``test_last/...``."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = _build_loaded(wl, cfg, test, state).to(device)
+    model = build_loaded(wl, cfg, test, state).to(device)
     with torch.no_grad():
         metrics, tables, figures = wl.evaluate(model, test, cfg)
     del model
     last_metrics, last_epoch = metrics, int(state["epoch"])  # no last.pt: the last round was the best
     if last_state is not None:
-        last_model = _build_loaded(wl, cfg, test, last_state).to(device)
+        last_model = build_loaded(wl, cfg, test, last_state).to(device)
         with torch.no_grad():
-            last_metrics, _, _ = wl.evaluate(last_model, test, cfg)
+            last_metrics, _, _ = wl.evaluate(last_model, test, cfg, figures=False)
         del last_model
         last_epoch = int(last_state["epoch"])
     metrics = {**metrics, **{"test_last/" + k.removeprefix("test/"): v for k, v in last_metrics.items()
                              if k.startswith("test/")},
-               "test_last/epoch": last_epoch, "data/test_dropped_items": len(report.dropped)}
+               "test_last/epoch": last_epoch, "data/test_dropped_items": dropped}
     return Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
-                      figures_to_png(figures), cfg.model_dump(mode="json"), float(state[ctx.metric]),
+                      figures_to_png(figures), cfg.model_dump(mode="json"), float(state[metric]),
                       int(state["epoch"]))
 
 
-def submit_evaluation(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Any:
-    """``evaluate_on_test`` where the trial's resources are, as a Ray task (its ObjectRef): a
-    trial's own Tune function holds no CPU (its Train workers held them), so the test pass asks
-    for what a Train worker had, a GPU included."""
-    import ray
-
-    # DEFAULT: outside the trial's placement group (a bundle holding only TRIAL_FN_RESOURCES)
-    task = ray.remote(evaluate_on_test).options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker,
-                                                scheduling_strategy="DEFAULT")
-    return task.remote(ctx.workload, config, ctx, ckpt)
-
-
-def evaluate_remote(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Evaluation:
-    """:func:`submit_evaluation`, waited for (a finished trial's Train workers are gone by then)."""
-    import ray
-
-    return ray.get(submit_evaluation(ctx, config, ckpt))
+def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:
+    """Evaluate a checkpoint in storage on the test split (a stopped trial's test pass, run as a
+    Ray task, and the test pass of a trial trained on Train workers)."""
+    wl = load_workload(workload)
+    cfg = wl.config_cls.model_validate(config)
+    with kept_checkpoint(ckpt).as_directory() as d:
+        state, last_state = load_states(d)
+    table, report = trial_tables(wl, cfg, ctx, ("test",))
+    return evaluate_states(wl, cfg, wl.to_data(table), state, last_state, ctx.metric, len(report.dropped))
 
 
-def write_artifacts(ev: Evaluation, ckpt: Any = None) -> Path:
-    """The evaluation as files (metrics, tables, figures, config) plus the trained weights when
-    they are small enough for MLflow; fine-tuned encoders stay in Train storage (referenced)."""
+def write_artifacts(ev: Evaluation, model_dir: str | Path | None = None, stored_at: str | None = None) -> Path:
+    """The evaluation as files (metrics, tables, figures, config) plus the trained weights of
+    ``model_dir`` when they are small enough for MLflow; a fine-tuned encoder stays where the
+    checkpoint is stored (``stored_at``), referenced."""
     out = Path(tempfile.mkdtemp(prefix="trial-artifacts-"))
     for sub in ("tables", "figures"):
         (out / sub).mkdir()
@@ -385,14 +339,19 @@ def write_artifacts(ev: Evaluation, ckpt: Any = None) -> Path:
         (out / "tables" / f"{name}.json").write_text(text)
     for name, png in ev.figures.items():
         (out / "figures" / f"{name}.png").write_bytes(png)
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            src = Path(d) / MODEL_FILE
-            if src.stat().st_size <= MAX_MODEL_COPY_BYTES:
-                shutil.copy(src, out / MODEL_FILE)
-            else:
-                (out / "model_checkpoint.txt").write_text(f"{ckpt.path}/{MODEL_FILE}")
+    if model_dir is not None:
+        src = Path(model_dir) / MODEL_FILE
+        if src.stat().st_size <= MAX_MODEL_COPY_BYTES:
+            shutil.copy(src, out / MODEL_FILE)
+        else:
+            (out / "model_checkpoint.txt").write_text(f"{stored_at or model_dir}/{MODEL_FILE}")
     return out
+
+
+def write_checkpoint_artifacts(ev: Evaluation, ckpt: Any) -> Path:
+    """:func:`write_artifacts` with the model of a checkpoint in storage."""
+    with ckpt.as_directory() as d:
+        return write_artifacts(ev, d, storage.uri(ckpt.filesystem, str(ckpt.path)))
 
 
 def figures_to_png(figures: dict[str, Any]) -> dict[str, bytes]:
@@ -412,26 +371,3 @@ def figures_to_png(figures: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
-def run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str, Any]) -> None:
-    """Tune function trainable of an evaluation sweep: no training. The trained model of this
-    seed (``sources[str(seed)]``: its MLflow run id and its state in the object store) is
-    evaluated with the trial's inference fields on validation (what the sweep selects on) and on
-    test (what is reported for the selected value). The trainable holds the trial's resources."""
-    import ray
-
-    wl = load_workload(ctx.workload)
-    cfg = wl.config_cls.model_validate(config)
-    source = sources[str(getattr(cfg, "seed", 0))]
-    state = ray.get(source["state"])
-    table, report = trial_tables(wl, cfg, ctx, ("val", "test"))
-    val, test = wl.to_data(split_of(table, "val")), wl.to_data(split_of(table, "test"))
-    model = _build_loaded(wl, cfg, val, state).to("cuda" if torch.cuda.is_available() else "cpu")
-    with torch.no_grad():
-        val_metrics = wl.validate(model, val, cfg)
-        metrics, tables, figures = wl.evaluate(model, test, cfg)
-    value = float(val_metrics[ctx.metric])
-    metrics = {**metrics, "data/test_dropped_items": len(report.dropped)}
-    ev = Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
-                    figures_to_png(figures), cfg.model_dump(mode="json"), value, int(state.get("epoch", -1)))
-    _report_and_clean({**val_metrics, **metrics, f"best/{ctx.metric}": value, "final": 1, "eval_only": 1},
-                      write_artifacts(ev))

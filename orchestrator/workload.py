@@ -125,9 +125,11 @@ class Workload(ABC):
         """Per-round validation metrics (names start with ``val/``)."""
 
     @abstractmethod
-    def evaluate(self, model: torch.nn.Module, test: EmbeddingSet, cfg: Any
+    def evaluate(self, model: torch.nn.Module, test: EmbeddingSet, cfg: Any, figures: bool = True
                  ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
-        """Final test: (metrics named ``test/...``, tables name -> DataFrame, figures name -> Figure)."""
+        """Final test: (metrics named ``test/...``, tables name -> DataFrame, figures name -> Figure).
+        ``figures=False``: no figures (an evaluation sweep's trials, the last epoch's weights), as
+        a t-SNE costs seconds where the metrics cost milliseconds."""
 
     def headline_metrics(self) -> list[str]:
         """The few test metrics printed in the sweep's closing table (all are logged)."""

@@ -65,6 +65,8 @@ num_samples: 2
     assert tags["profile"] == "local" and tags["workload"] == "qbe" and len(tags["git_commit"]) >= 7
     assert "Whisper tiny.en" in tags["substitution.encoder"]
     assert tags["data.qbe_local_swedish.audio.cache"] == "extracted"
+    # no --max-concurrent: as many one-CPU trials as the 2-CPU Ray instance holds
+    assert tags["max_concurrent_trials"] == "2" and parent.data.params["invocation.max_concurrent"] == "None"
     assert any(k.startswith("encoder.whisper-tiny.en.weights_hash") for k in tags)
     parent_tables = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert "tables/trials.json" in parent_tables

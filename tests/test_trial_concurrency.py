@@ -1,7 +1,7 @@
-"""Two trials on a 2-CPU Ray train at the same time.
+"""Two multi-worker-style trials on a 2-CPU Ray train at the same time.
 
 Each trial's Tune function builds a TorchTrainer with one 1-CPU Train worker, as ``run_trial``
-does. With a 0.01-CPU sliver per Tune function the two Train workers needed 2.02 CPUs, so the
+does for ``train_workers > 1`` (one-worker trials train in the trial process itself). With a 0.01-CPU sliver per Tune function the two Train workers needed 2.02 CPUs, so the
 second waited for the first to finish and ``max_concurrent_trials: 2`` trained one trial at a time.
 Here each Train worker marks that it started and then waits for the other's mark: the test passes
 only if both Train workers run at once.
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.train import TRIAL_FN_RESOURCES
+from orchestrator.trials import TRIAL_FN_RESOURCES
 
 WAIT_S = 120.0
 

@@ -164,7 +164,8 @@ def _workload_cls() -> type:
             m = self._t2a(model, val, cfg)
             return {"val/t2a/mrr": m["mrr"], "val/t2a/r1": m["r1"]}
 
-        def evaluate(self, model: torch.nn.Module, test: ToyData, cfg: ToyConfig) -> tuple[dict, dict, dict]:
+        def evaluate(self, model: torch.nn.Module, test: ToyData, cfg: ToyConfig,
+                     figures: bool = True) -> tuple[dict, dict, dict]:
             import pandas as pd
 
             m = self._t2a(model, test, cfg)

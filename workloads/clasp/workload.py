@@ -314,8 +314,8 @@ class ClaspWorkload(Workload):
             out.update({f"val/{k}": out[f"val/asr/{name}/{k}"] for k in VAL_KEYS})
         return out
 
-    def evaluate(self, model: nn.Module, test: ClaspData, cfg: ClaspConfig  # type: ignore[override]
-                 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    def evaluate(self, model: nn.Module, test: ClaspData, cfg: ClaspConfig,  # type: ignore[override]
+                 figures: bool = True) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         systems, weights = self.speech_embeddings(model, test, cfg)
         metrics: dict[str, float] = {}
         rows: dict[str, dict[str, float]] = {}

@@ -134,6 +134,7 @@ def evaluate_qbe(
     n_plot_words: int = 5,
     n_example_queries: int = 5,
     top_n: int = 5,
+    figures: bool = True,
 ) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict[str, Figure]]:
     """Evaluate original and transformed test embeddings side by side.
 
@@ -185,5 +186,5 @@ def evaluate_qbe(
         "qbe_retrieval": retrieval,
         "qbe_neighbours": _neighbours_table(spaces, lab, id_arr, words[:n_example_queries], top_n, seed),
     }
-    figures = {"tsne_before_after": _tsne_figure(spaces, lab, words[:n_plot_words], seed)}
-    return metrics, tables, figures
+    drawn = {"tsne_before_after": _tsne_figure(spaces, lab, words[:n_plot_words], seed)} if figures else {}
+    return metrics, tables, drawn

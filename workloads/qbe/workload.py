@@ -157,10 +157,10 @@ class QbEWorkload(Workload):
         return {"val/silhouette_labels": float(silhouette_score(z, val.labels, metric="cosine")),
                 "val/map": float(m["map"])}
 
-    def evaluate(self, model: torch.nn.Module, test: EmbeddingSet, cfg: QbEConfig
+    def evaluate(self, model: torch.nn.Module, test: EmbeddingSet, cfg: QbEConfig, figures: bool = True
                  ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         transformed = model.embed(test.X)  # type: ignore[operator]
-        return evaluate_qbe(test.X, transformed, test.labels, test.ids, seed=cfg.seed)
+        return evaluate_qbe(test.X, transformed, test.labels, test.ids, seed=cfg.seed, figures=figures)
 
     def headline_metrics(self) -> list[str]:
         return ["test/original/map", "test/transformed/map", "test/gain/map_pct", "test/transformed/map20",

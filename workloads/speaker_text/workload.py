@@ -158,7 +158,7 @@ class SpeakerTextWorkload(Workload):
         out["val/map10"] = 0.5 * (m["utt/s2t/map10"] + m["utt/t2s/map10"])
         return out
 
-    def evaluate(self, model: torch.nn.Module, test: D.SpeakerTextData, cfg: SpeakerTextConfig
+    def evaluate(self, model: torch.nn.Module, test: D.SpeakerTextData, cfg: SpeakerTextConfig, figures: bool = True
                  ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         m, s, t = self._metrics(model, test, cfg)
         metrics = {f"test/{k}": v for k, v in m.items()}
@@ -168,10 +168,8 @@ class SpeakerTextWorkload(Workload):
             metrics["test/lda_dim"] = float(model.dims(cfg.lda_dim))
         row = table_row(cfg.system, encoder_label(cfg.system, {cfg.system: cfg.audio_encoder()[0]}), metrics)
         tables = {"table_1": pd.DataFrame([row, chance_row(metrics)])}
-        figures = {}
-        if cfg.tsne_speakers:
-            figures["tsne"] = self._tsne(test, s, t, cfg)
-        return metrics, tables, figures
+        drawn = {"tsne": self._tsne(test, s, t, cfg)} if figures and cfg.tsne_speakers else {}
+        return metrics, tables, drawn
 
     def _tsne(self, data: D.SpeakerTextData, s: np.ndarray, t: np.ndarray, cfg: SpeakerTextConfig) -> Any:
         """Fig. 3 for ``tsne_speakers`` evaluation speakers drawn with the trial's seed; the fused

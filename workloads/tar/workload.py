@@ -254,7 +254,7 @@ class TarWorkload(Workload):
         m = self.retrieval_metrics(model, val)  # type: ignore[arg-type]
         return {"val/t2a/map10": m["t2a/map10"], "val/t2a/r1": m["t2a/r1"], "val/a2t/r1": m["a2t/r1"]}
 
-    def evaluate(self, model: nn.Module, test: TarData, cfg: TarConfig
+    def evaluate(self, model: nn.Module, test: TarData, cfg: TarConfig, figures: bool = True
                  ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         trained = self.retrieval_metrics(model, test)  # type: ignore[arg-type]
         key = (cfg.model_dump_json(), id(test))
