@@ -15,7 +15,10 @@ For each sweep this script
    model trained once, then one evaluation per trial and the selected trial's figures once. Pool
    workers load torch and the data before the clock starts (what a hand-written loop pays once);
 3. prints, per sweep: trials, trials at once, orchestrated wall, in-process wall, their ratio and
-   the fixed cost per trial, ``(orchestrated - in-process) x trials at once / trials``.
+   the fixed cost per trial, ``(orchestrated - in-process) x trials at once / trials``; and the same
+   within the trials phase (from the first trial's start line to the last trial's end line against
+   the replay's trainings, or evaluations), which leaves out what a sweep pays once (starting
+   trial processes, an evaluation sweep's model training, the summary and Ray's shutdown).
 
 ``--orchestrator-root DIR`` runs step 1 from another checkout (e.g. ``git worktree add /tmp/before
 HEAD~5``) while the replay uses this one, for a before/after table from the same replay.
@@ -54,19 +57,24 @@ def orchestrated(name: str, args: list[str], work: Path, cache: str, root: Path)
            "--storage-path", str(work / "rr"), "--tracking-uri", f"sqlite:///{work}/mlflow.db"]
     env = {**os.environ, "PYTHONPATH": str(root)}
     t0 = time.perf_counter()
-    start = None
+    start = first_trial = last_trial = None
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:  # type: ignore[union-attr]
         lines.append(line)
+        now = time.perf_counter()
         if start is None and line.startswith("[sweep]"):
-            start = time.perf_counter()
+            start = now
+        if line.startswith("[trial "):  # the trials proper (not an evaluation sweep's model training)
+            first_trial = first_trial or now
+            last_trial = now
     rc = proc.wait()
     end = time.perf_counter()
     if rc != 0 or start is None:
         raise RuntimeError(f"{name} failed (rc {rc}):\n" + "".join(lines[-40:]))
     records = sorted((work / "rr" / name / "records").glob("*/tracking.json"))[-1]
-    return {"wall": end - start, "total": end - t0, "state": json.loads(records.read_text()),
+    return {"wall": end - start, "total": end - t0, "trials_phase": (last_trial or end) - (first_trial or start),
+            "state": json.loads(records.read_text()),
             "tracking": f"sqlite:///{work}/mlflow.db"}
 
 
@@ -160,22 +168,26 @@ def _evaluate(config: dict[str, Any], state_file: str, figures: bool) -> float:
 
 
 def in_process(ctx: Any, jobs: list[tuple[dict[str, Any], int]], evals: list[dict[str, Any]],
-               selected: dict[str, Any] | None, concurrency: int, figures_per_trial: bool) -> float:
-    """Wall of the same trainings (then evaluations) in a pool of ``concurrency`` processes."""
+               selected: dict[str, Any] | None, concurrency: int, figures_per_trial: bool) -> tuple[float, float]:
+    """Wall of the same trainings (then evaluations) in a pool of ``concurrency`` processes, and of
+    its trials proper (an evaluation sweep's evaluations, without the model training and figures)."""
     configs = [c for c, _ in jobs] + evals
     with ProcessPoolExecutor(concurrency, mp_context=get_context("spawn"), initializer=_warm,
                              initargs=(ctx, configs)) as pool:
         list(pool.map(time.sleep, [0.5] * concurrency))  # every worker initialised (data loaded)
         t0 = time.perf_counter()
         list(pool.map(_train_and_test, [c for c, _ in jobs], [e for _, e in jobs]))
+        phase = time.perf_counter() - t0
         if evals:
             with tempfile.TemporaryDirectory() as d:
                 state_file = str(Path(d) / "source.pt")
                 pool.submit(_train_source, evals[0], state_file).result()
+                t1 = time.perf_counter()
                 list(pool.map(_evaluate, evals, [state_file] * len(evals), [figures_per_trial] * len(evals)))
+                phase = time.perf_counter() - t1
                 if selected is not None:
                     pool.submit(_evaluate, selected, state_file, True).result()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, phase
 
 
 def _train_source(config: dict[str, Any], state_file: str) -> None:
@@ -245,11 +257,14 @@ def bench(name: str, args: list[str], cache: str, root: Path) -> dict[str, Any]:
         else:
             jobs = [(r["config"], trained_epochs(orch["tracking"], r["run_id"]) or None) for r in trials]
             evals, selected, figures_per_trial = [], None, False
-        inproc = in_process(ctx, jobs, evals, selected, concurrency, figures_per_trial)
+        inproc, inproc_phase = in_process(ctx, jobs, evals, selected, concurrency, figures_per_trial)
     n = len(trials)
     return {"sweep": name, "trials": n, "at_once": concurrency, "orchestrated_s": orch["wall"],
             "in_process_s": inproc, "ratio": orch["wall"] / inproc,
-            "fixed_per_trial_s": (orch["wall"] - inproc) * concurrency / max(n, 1)}
+            "fixed_per_trial_s": (orch["wall"] - inproc) * concurrency / max(n, 1),
+            # the same, between the first trial's start and the last one's end: what each trial
+            # adds once trial processes are up (an evaluation sweep's model training left out)
+            "per_trial_in_phase_s": (orch["trials_phase"] - inproc_phase) * concurrency / max(n, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
         r = rows[-1]
         print(f"{r['sweep']:12s} trials {r['trials']:3d}  at once {r['at_once']}  orchestrated {r['orchestrated_s']:7.1f}s"
               f"  in-process {r['in_process_s']:7.1f}s  ratio {r['ratio']:5.2f}x  fixed cost/trial "
-              f"{r['fixed_per_trial_s']:5.2f}s", flush=True)
+              f"{r['fixed_per_trial_s']:5.2f}s  of which in the trials phase {r['per_trial_in_phase_s']:5.2f}s",
+              flush=True)
     print(json.dumps(rows, indent=1))
 
 
