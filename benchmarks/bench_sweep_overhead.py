@@ -259,7 +259,7 @@ def bench(name: str, args: list[str], cache: str, root: Path) -> dict[str, Any]:
             evals, selected, figures_per_trial = [], None, False
         inproc, inproc_phase = in_process(ctx, jobs, evals, selected, concurrency, figures_per_trial)
     n = len(trials)
-    return {"sweep": name, "trials": n, "at_once": concurrency, "orchestrated_s": orch["wall"],
+    return {"sweep": name, "trials": n, "at_once": concurrency, "cli_total_s": orch["total"], "orchestrated_s": orch["wall"],
             "in_process_s": inproc, "ratio": orch["wall"] / inproc,
             "fixed_per_trial_s": (orch["wall"] - inproc) * concurrency / max(n, 1),
             # the same, between the first trial's start and the last one's end: what each trial
