@@ -42,7 +42,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from orchestrator.train import Host
+import torch
+
+from orchestrator.trials import TrialHost
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = {"qbe_margin": ["--num-samples", "20", "--max-epochs", "20"], "cts_systems": [], "fusion_n": []}
@@ -97,8 +99,6 @@ def _warm(ctx: Any, configs: list[dict[str, Any]]) -> None:
     """A pool worker loads torch, the workload and every trial's data before the clock starts, and
     uses the threads a trial has (Ray sets a trial's OMP_NUM_THREADS to its CPUs: two 2-thread
     workers on 2 cores ran 1.5x slower than two 1-thread ones)."""
-    import torch
-
     from orchestrator.registry import load_workload
     from orchestrator.trials import cached_tables
 
@@ -109,27 +109,17 @@ def _warm(ctx: Any, configs: list[dict[str, Any]]) -> None:
         cfg = wl.config_cls.model_validate(config)
         cached_tables(wl, cfg, ctx, ("train", "val"))
         cached_tables(wl, cfg, ctx, ("test",))
-        cached_tables(wl, cfg, ctx, ("val", "test"))
+        cached_tables(wl, cfg, ctx, ("val",))
 
 
-class _LocalHost(Host):
-    """The training loop's host in a plain process: reports kept in a list, newest checkpoint on disk."""
+class _LocalHost(TrialHost):
+    """A trial's host without Tune: reports are dropped, the newest checkpoint stays on disk."""
 
     def __init__(self, tables: dict[str, Any]) -> None:
-        self.tables, self.last_dir, self.reports = tables, None, []
+        super().__init__(tables, torch.device("cpu"))
 
-    def rows(self, split: str) -> Any:
-        return self.tables[split]
-
-    def prepare(self, model: Any) -> Any:
-        return model
-
-    def report(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
-        self.reports.append(metrics)
-        if ckpt_dir:
-            if self.last_dir:
-                shutil.rmtree(self.last_dir, ignore_errors=True)
-            self.last_dir = ckpt_dir
+    def send(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        pass
 
 
 def _train_and_test(config: dict[str, Any], epochs: int | None) -> float:
@@ -148,13 +138,11 @@ def _train_and_test(config: dict[str, Any], epochs: int | None) -> float:
                        "max_epochs": epochs})
     state, last = load_states(host.last_dir)
     evaluate_states(wl, cfg, wl.to_data(test), state, last, ctx.metric, len(report.dropped))
-    shutil.rmtree(host.last_dir, ignore_errors=True)
+    host.discard()
     return time.perf_counter() - t0
 
 
 def _evaluate(config: dict[str, Any], state_file: str, figures: bool) -> float:
-    import torch
-
     from orchestrator import trials
     from orchestrator.trials import evaluate_config
 
@@ -203,7 +191,7 @@ def _train_source(config: dict[str, Any], state_file: str) -> None:
     train_model(host, {"workload": ctx.workload, "cfg": config, "metric": ctx.metric, "mode": ctx.mode,
                        "max_epochs": None})
     shutil.copy(Path(host.last_dir) / MODEL_FILE, state_file)
-    shutil.rmtree(host.last_dir, ignore_errors=True)
+    host.discard()
 
 
 # ------------------------------------------------------------------------------------------------

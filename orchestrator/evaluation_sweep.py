@@ -1,12 +1,13 @@
 """Evaluation-only sweeps: a search space that varies only a workload's inference fields (fusion
 N, LDA dimension, candidate regime, query language) trains the model once per seed, or takes it
-from an earlier MLflow run (``--from-run``), and every trial only evaluates it: seconds per trial,
-not a Ray Train run.
+from an earlier MLflow run (``--from-run``), and every trial only evaluates it: a fraction of a
+second per trial.
 
-The source training runs as an ordinary trial (Ray Train, its own MLflow child run tagged
+The source training runs as an ordinary training trial (its own MLflow child run tagged
 ``role=source``), so it is recorded and checkpointed like any other; its outcome is kept in the
 sweep's ``tracking.json``, so ``--resume`` does not train it again. Each evaluation trial gets the
-trained weights through the object store (heads are small) and is tagged with the source run id.
+trained weights through the object store (heads are small; a trial process keeps them for the
+next trial) and is tagged with the source run id.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _train_sources(sweep: Any, seeds: list[int]) -> dict[str, Any] | None:
 
     plan, tracker = sweep.plan, sweep.tracker
     print(f"[sweep] {plan.space.name}: evaluation sweep; training the model once per seed ({len(seeds)})", flush=True)
-    trainable = training_trainable(sweep.ctx, plan.space.resources.memory_per_worker_gb * 2**30)
+    trainable = training_trainable(sweep.ctx)
     console = ConsolePrinter([], plan.space.metric, plan.space.mode, len(seeds), label="training")
     callbacks = [MlflowTrialCallback(tracker, {**sweep.child_tags, "role": "source"}, metric=plan.space.metric,
                                      state_key=SOURCE_STATE_KEY, console=console)]

@@ -2,7 +2,8 @@
 
 Recipe: validate the invocation (orchestrator.plan; no Ray yet), build the corpus and extract every
 view any trial can ask for once into the shared cache, then run Tune (Optuna TPE or grid, ASHA) where
-every trial is a Ray Train run, with MLflow parent/child runs written from this driver. A search
+every trial trains in its own reused process, or on Ray Train workers when it asks for several
+(orchestrator.trials), with MLflow parent/child runs written from this driver. A search
 space that varies only a workload's inference fields is an evaluation sweep: the model is trained
 once per seed (or taken from --from-run) and every trial only evaluates it. Ends with the result
 table and the MLflow command to open it.
@@ -281,6 +282,7 @@ def _trial_context(plan: SweepPlan, data: PreparedData, gpus_per_worker: float, 
                         mode=plan.space.mode, data=data.view_dirs, manifests=data.manifests,
                         storage_path=storage.join(plan.inv.storage_path, "train"), train_workers=res.train_workers,
                         cpus_per_worker=res.cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                        memory_per_worker=res.memory_per_worker_gb * 2**30,
                         max_epochs=plan.inv.max_epochs, progress_bars=verbose)
 
 
@@ -295,15 +297,11 @@ def _max_concurrent(plan: SweepPlan, ctx: Any) -> int | None:
 
     if plan.inv.max_concurrent is not None:
         return plan.inv.max_concurrent
-    fit = fitting_trials(ray.cluster_resources(), trial_request(ctx, _memory_per_worker(plan)))
+    fit = fitting_trials(ray.cluster_resources(), trial_request(ctx))
     cap = plan.space.max_concurrent_trials
     if not fit:
         return cap
     return min(fit, cap) if cap else fit
-
-
-def _memory_per_worker(plan: SweepPlan) -> float:
-    return plan.space.resources.memory_per_worker_gb * 2**30
 
 
 def _start_records(sweep: Sweep, resume: bool) -> None:
@@ -378,7 +376,7 @@ def _training_trials(sweep: Sweep, resume: bool) -> bool:
     """Every trial trains (see orchestrator.trials for where); True unless interrupted."""
     from orchestrator.trials import training_trainable
 
-    trainable = training_trainable(sweep.ctx, _memory_per_worker(sweep.plan))
+    trainable = training_trainable(sweep.ctx)
     _fit(sweep, trainable, tune_param_space(sweep.plan, sweep.base), [_callback(sweep, True)], resume)
     return True
 
@@ -396,7 +394,7 @@ def _evaluation_trials(sweep: Sweep, source: Any, resume: bool) -> bool:
     sweep.sources = sources
     sweep.tracker.log_tags(sweep.tracker.parent_id,
                            {"source_run_ids": ",".join(s["run_id"] for s in sources.values())})
-    trainable = evaluation_trainable(sweep.ctx, sources, _memory_per_worker(sweep.plan))
+    trainable = evaluation_trainable(sweep.ctx, sources)
     param_space = tune_param_space(sweep.plan, sweep.base, seeds=sorted(int(s) for s in sources))
     _fit(sweep, trainable, param_space, [_callback(sweep, False)], resume)
     return True

@@ -51,6 +51,7 @@ class TrialContext:
     train_workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    memory_per_worker: float = 0.0  # bytes a worker (or one-worker trial) reserves; 0: none
     max_epochs: int | None = None
     progress_bars: bool = True
 
@@ -258,6 +259,13 @@ class Evaluation:
     best_value: float
     best_epoch: int
 
+    @classmethod
+    def of(cls, metrics: dict[str, float], tables: dict[str, Any], figures: dict[str, Any], cfg: Any,
+           best_value: float, best_epoch: int) -> "Evaluation":
+        """From what ``Workload.evaluate`` returns (DataFrames, matplotlib figures)."""
+        return cls(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
+                   figures_to_png(figures), cfg.model_dump(mode="json"), best_value, best_epoch)
+
 
 def kept_checkpoint(ckpt: Any) -> Any:
     """The checkpoint a trial is tested from: ``ckpt`` while it still holds the model, else the
@@ -310,9 +318,7 @@ def evaluate_states(wl: Workload, cfg: Any, test: Any, state: dict[str, Any], la
     metrics = {**metrics, **{"test_last/" + k.removeprefix("test/"): v for k, v in last_metrics.items()
                              if k.startswith("test/")},
                "test_last/epoch": last_epoch, "data/test_dropped_items": dropped}
-    return Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
-                      figures_to_png(figures), cfg.model_dump(mode="json"), float(state[metric]),
-                      int(state["epoch"]))
+    return Evaluation.of(metrics, tables, figures, cfg, float(state[metric]), int(state["epoch"]))
 
 
 def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:

@@ -27,6 +27,7 @@ the selected trial once (:func:`evaluate_selected`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -46,7 +47,6 @@ from orchestrator.train import (
     build_loaded,
     evaluate_on_test,
     evaluate_states,
-    figures_to_png,
     load_states,
     split_of,
     train_model,
@@ -74,14 +74,14 @@ TABLE_CACHE_BYTES = 2 * 2**30
 # placement and concurrency
 
 
-def trial_request(ctx: TrialContext, memory_per_worker: float = 0.0) -> dict[str, float]:
+def trial_request(ctx: TrialContext) -> dict[str, float]:
     """What one trial holds while it runs, in Ray's resource names (all its workers together)."""
     n = ctx.train_workers
     req = {"CPU": n * ctx.cpus_per_worker}
     if ctx.gpus_per_worker:
         req["GPU"] = n * ctx.gpus_per_worker
-    if memory_per_worker:
-        req["memory"] = n * memory_per_worker
+    if ctx.memory_per_worker:
+        req["memory"] = n * ctx.memory_per_worker
     return req
 
 
@@ -92,7 +92,7 @@ def fitting_trials(cluster: dict[str, float], request: dict[str, float]) -> int:
     return min(fits, default=1)
 
 
-def tune_resources(ctx: TrialContext, memory_per_worker: float = 0.0) -> dict[str, float]:
+def tune_resources(ctx: TrialContext) -> dict[str, float]:
     """``tune.with_resources`` of a training trial: a one-worker trial trains in its own process,
     so that process holds the worker's CPUs and GPU; a multi-worker trial's Tune function only waits."""
     if ctx.train_workers > 1:
@@ -100,24 +100,22 @@ def tune_resources(ctx: TrialContext, memory_per_worker: float = 0.0) -> dict[st
     res = {"cpu": ctx.cpus_per_worker}
     if ctx.gpus_per_worker:
         res["gpu"] = ctx.gpus_per_worker
-    if memory_per_worker:
-        res["memory"] = memory_per_worker
+    if ctx.memory_per_worker:
+        res["memory"] = ctx.memory_per_worker
     return res
 
 
-def training_trainable(ctx: TrialContext, memory_per_worker: float = 0.0) -> Any:
+def training_trainable(ctx: TrialContext) -> Any:
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), tune_resources(ctx, memory_per_worker))
+    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), tune_resources(ctx))
 
 
-def evaluation_trainable(ctx: TrialContext, sources: dict[str, dict[str, Any]],
-                         memory_per_worker: float = 0.0) -> Any:
+def evaluation_trainable(ctx: TrialContext, sources: dict[str, dict[str, Any]]) -> Any:
     from ray import tune
 
-    one = TrialContext(**{**ctx.__dict__, "train_workers": 1})  # evaluating takes one worker's share
-    return tune.with_resources(tune.with_parameters(run_eval_trial, ctx=ctx, sources=sources),
-                               tune_resources(one, memory_per_worker))
+    one = dataclasses.replace(ctx, train_workers=1)  # evaluating takes one worker's share
+    return tune.with_resources(tune.with_parameters(run_eval_trial, ctx=ctx, sources=sources), tune_resources(one))
 
 
 def make_tuner(trainable: Any, param_space: dict[str, Any], *, name: str, storage_path: str, metric: str,
@@ -185,12 +183,15 @@ class TrialHost(Host):
         return self.tables[split]
 
     def report(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
-        from ray import tune
-
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+        self.send(metrics, ckpt_dir)
         if ckpt_dir:  # persisted in Tune storage by now; the newest stays here for the test pass
             self.discard()
             self.last_dir = ckpt_dir
+
+    def send(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        from ray import tune
+
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
     def discard(self) -> None:
         if self.last_dir:
@@ -319,11 +320,13 @@ def report_final(metrics: dict[str, Any], artifacts: Path) -> None:
 _STATES: dict[str, Any] = {}  # source run id -> trained weights (one entry per seed of the sweep)
 
 
-def _source_state(source: dict[str, Any]) -> dict[str, Any]:
+def _source_state(source: dict[str, Any], sources: dict[str, Any]) -> dict[str, Any]:
     import ray
 
     if source["run_id"] not in _STATES:
-        _STATES.clear()  # another sweep's weights: drop them
+        current = {s["run_id"] for s in sources.values()}
+        for run_id in [r for r in _STATES if r not in current]:  # an earlier sweep's weights
+            del _STATES[run_id]
         _STATES[source["run_id"]] = ray.get(source["state"])
     return _STATES[source["run_id"]]
 
@@ -335,18 +338,17 @@ def evaluate_config(config: dict[str, Any], ctx: TrialContext, sources: dict[str
     wl = load_workload(ctx.workload)
     cfg = wl.config_cls.model_validate(config)
     source = sources[str(getattr(cfg, "seed", 0))]
-    state = _source_state(source)
-    table, report = cached_tables(wl, cfg, ctx, ("val", "test"))
-    val, test = wl.to_data(split_of(table, "val")), wl.to_data(split_of(table, "test"))
+    state = _source_state(source, sources)
+    val_table, _ = cached_tables(wl, cfg, ctx, ("val",))
+    test_table, test_report = cached_tables(wl, cfg, ctx, ("test",))
+    val, test = wl.to_data(val_table), wl.to_data(test_table)
     model = build_loaded(wl, cfg, val, state).to("cuda" if torch.cuda.is_available() else "cpu")
     with torch.no_grad():
         val_metrics = wl.validate(model, val, cfg)
         metrics, tables, figs = wl.evaluate(model, test, cfg, figures=figures)
     value = float(val_metrics[ctx.metric])
-    metrics = {**metrics, "data/test_dropped_items": len(report.dropped)}
-    ev = Evaluation(metrics, {n: df.to_json(orient="split", index=False) for n, df in tables.items()},
-                    figures_to_png(figs), cfg.model_dump(mode="json"), value, int(state.get("epoch", -1)))
-    return val_metrics, ev
+    metrics = {**metrics, "data/test_dropped_items": len(test_report.dropped)}
+    return val_metrics, Evaluation.of(metrics, tables, figs, cfg, value, int(state.get("epoch", -1)))
 
 
 def run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str, Any]) -> None:

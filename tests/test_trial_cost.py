@@ -12,6 +12,7 @@ report (5 epochs of a tiny head) is bounded by 4 s for every trial after the fir
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from tests.test_e2e_sweep import common, runs, space_file
@@ -60,11 +61,12 @@ def test_the_default_concurrency_fills_the_cluster_for_one_trials_request() -> N
     ctx = TrialContext(workload="qbe", profile="local", metric="m", mode="max", data={}, manifests={},
                        storage_path="")
     assert fitting_trials({"CPU": 16.0, "memory": 6e10}, trial_request(ctx)) == 16  # a 16-CPU box
-    gpu = TrialContext(**{**ctx.__dict__, "gpus_per_worker": 1.0})
+    gpu = dataclasses.replace(ctx, gpus_per_worker=1.0)
     assert fitting_trials({"CPU": 64.0, "GPU": 8.0}, trial_request(gpu)) == 8  # an 8-GPU cluster
     assert fitting_trials({"CPU": 2.0}, trial_request(gpu)) == 0  # no GPU node yet: no limit
-    assert fitting_trials({"CPU": 16.0, "memory": 10 * 2**30}, trial_request(ctx, 4 * 2**30)) == 2
-    ddp = TrialContext(**{**ctx.__dict__, "train_workers": 4, "cpus_per_worker": 2.0})
+    assert fitting_trials({"CPU": 16.0, "memory": 10 * 2**30}, trial_request(dataclasses.replace(
+        ctx, memory_per_worker=4 * 2**30))) == 2
+    ddp = dataclasses.replace(ctx, train_workers=4, cpus_per_worker=2.0)
     assert trial_request(ddp) == {"CPU": 8.0} and fitting_trials({"CPU": 16.0}, trial_request(ddp)) == 2
     # where the CPUs are held: the trial process itself, or (DDP) its Train workers
     assert tune_resources(gpu) == {"cpu": 1.0, "gpu": 1.0} and tune_resources(ddp)["cpu"] == 0
