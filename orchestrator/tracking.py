@@ -65,6 +65,7 @@ class SweepTracker:
             experiment, artifact_location=artifact_root_for(tracking_uri))
         self.state_file = state_file  # a path or URI beside the Tune experiment (see orchestrator.storage)
         self.state: dict[str, Any] = self._load()
+        self.resumed = False  # the parent run existed (--resume): a trial's run may predate tracking.json
 
     def _load(self) -> dict[str, Any]:
         return json.loads(storage.read_text(self.state_file)) if storage.exists(self.state_file) else {"children": {}}
@@ -77,6 +78,7 @@ class SweepTracker:
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         if self.state.get("parent"):
             self.client.update_run(self.state["parent"], status="RUNNING")
+            self.resumed = True
             return self.state["parent"]
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.state["parent"] = run.info.run_id
@@ -108,6 +110,12 @@ class SweepTracker:
     def child_for(self, trial_id: str, config: dict[str, Any], tags: dict[str, str]) -> str:
         if trial_id in self.state["children"]:
             return self.state["children"][trial_id]
+        orphan = self._orphan(trial_id) if self.resumed else None
+        if orphan is not None:  # created just before the driver died, before tracking.json knew it
+            self._log_params(orphan, config)  # the same values again: completes a cut-off batch
+            self.state["children"][trial_id] = orphan
+            self.save()
+            return orphan
         run = self.client.create_run(
             self.experiment_id, run_name=f"trial-{trial_id}",
             tags={"mlflow.parentRunId": self.parent_id, "trial_id": trial_id, **tags})
@@ -115,6 +123,11 @@ class SweepTracker:
         self.state["children"][trial_id] = run.info.run_id
         self.save()
         return run.info.run_id
+
+    def _orphan(self, trial_id: str) -> str | None:
+        runs = self.client.search_runs([self.experiment_id], max_results=1, filter_string=(
+            f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_id}'"))
+        return runs[0].info.run_id if runs else None
 
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int | None = None) -> None:
         ms = [Metric(metric_name(k), float(v), _now_ms(), step or 0) for k, v in metrics.items()
