@@ -20,7 +20,13 @@ from workloads.speaker_text.figures import fusion_curve
 from workloads.speaker_text.fusion import fuse
 from workloads.speaker_text.lda import UnlinkedLDA
 from workloads.speaker_text.losses import aam_softmax, am_softmax, cts, info_nce, supcon, supcon_cts
-from workloads.speaker_text.metrics import chance_metrics, retrieval_metrics, table_one
+from workloads.speaker_text.metrics import (
+    chance_metrics,
+    equal_error_rate,
+    retrieval_metrics,
+    table_one,
+    text_eer,
+)
 from workloads.speaker_text.model import LinkingNetwork
 from workloads.speaker_text.workload import SpeakerTextWorkload
 
@@ -219,6 +225,33 @@ def test_chance_by_enumerating_every_ranking() -> None:
     assert np.isnan(chance_metrics(np.array([5]), np.array([1, 2]))["map10"])  # no relevant item
 
 
+def test_equal_error_rate_by_hand() -> None:
+    # scores 0.9 (target), 0.8, 0.7 (target), 0.6: at threshold 0.8 one target of two is rejected
+    # and one impostor of two accepted -> EER 1/2
+    assert equal_error_rate(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == pytest.approx(0.5)
+    assert equal_error_rate(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0])) == 0.0  # separated
+    # 3 targets 0.9 0.6 0.3, 3 impostors 0.7 0.4 0.1: ROC (FAR, FRR) 0,1 -> 0,2/3 -> 1/3,2/3 ->
+    # 1/3,1/3 -> ...; FRR meets FAR at the point (1/3, 1/3)
+    assert equal_error_rate(np.array([0.9, 0.7, 0.6, 0.4, 0.3, 0.1]),
+                            np.array([1, 0, 1, 0, 1, 0])) == pytest.approx(1 / 3)
+    assert np.isnan(equal_error_rate(np.array([0.5, 0.4]), np.array([1, 1])))  # no impostor trial
+
+
+def test_text_eer_of_descriptions() -> None:
+    """Footnote 8: descriptions that name their speaker apart give 0 %, random ones about 50 %, and
+    two speakers sharing a description word for word raise it."""
+    labels = np.repeat(np.arange(4), 3)
+    apart = np.repeat(np.eye(4, 8, dtype=np.float32), 3, axis=0)
+    apart += 0.01 * np.random.default_rng(0).standard_normal(apart.shape).astype(np.float32)
+    assert text_eer(apart, labels) == 0.0
+    rng = np.random.default_rng(1)
+    random = [text_eer(rng.standard_normal((40, 16)), np.repeat(np.arange(10), 4)) for _ in range(30)]
+    assert np.mean(random) == pytest.approx(0.5, abs=0.03)
+    shared = apart.copy()
+    shared[3] = shared[0]  # speaker 1's first description is speaker 0's, word for word
+    assert text_eer(shared, labels) > 0.0
+
+
 def test_random_embeddings_score_chance_in_both_layouts() -> None:
     """40 speakers x 6 utterances and 5 descriptions of random 32-d embeddings, 150 draws: every
     direction's mean mAP@10 and MeanR land on the computed chance level."""
@@ -352,7 +385,7 @@ def test_table_one_is_mean_std_over_seeds_in_paper_order() -> None:
     rows = []
     for system, base in (("C02", 0.3), ("B00", 0.1)):
         for seed, delta in ((0, 0.0), (1, 0.02)):
-            row = {"system": system, "seed": seed, "status": "ok"}
+            row = {"system": system, "seed": seed, "status": "ok", "test/text_eer": 0.01 + delta}
             for p, shift in (("", 0.0), ("utt/", 0.05)):
                 for d in ("s2t", "t2s", "s2t_fused", "t2s_fused"):
                     row[f"test/{p}{d}/map10"] = base + delta + shift
@@ -374,7 +407,9 @@ def test_table_one_is_mean_std_over_seeds_in_paper_order() -> None:
     assert list(table.columns[:4]) == ["System", "Speaker/Audio enc.", "Loss", "seeds"]
     assert list(table.columns[4:12]) == [f"{d} {m}" for d in ("s→t", "t→s", "s→t (fusion)", "t→s (fusion)")
                                          for m in ("mAP10 (%)", "MeanR")]
-    assert len(table.columns) == 4 + 16
+    assert len(table.columns) == 4 + 16 + 1
+    # footnote 8's text EER, in percent; a random score's is 50 %
+    assert table.loc[0, "text EER (%)"] == "2.000 ± 1.414" and table.loc[2, "text EER (%)"] == "50.000"
 
 
 def test_fusion_curve_only_for_fusion_sweeps() -> None:

@@ -39,6 +39,7 @@ DIRECTION_LABELS = {"s2t": "s→t", "t2s": "t→s", "s2t_fused": "s→t (fusion)
 TABLE_METRICS = (("map10", "mAP10 (%)"), ("meanr", "MeanR"))
 # key prefix -> column suffix; the paper's layout first (Table I's headline columns)
 LAYOUTS = {"": "", "utt/": " [utt]"}
+TEXT_EER = "text EER (%)"  # footnote 8: the frozen text encoder's EER on the test split's descriptions
 AP_K = 10
 
 
@@ -107,6 +108,41 @@ def retrieval_metrics(s: np.ndarray, s_labels: np.ndarray, t: np.ndarray, t_labe
     return out
 
 
+def equal_error_rate(scores: np.ndarray, targets: np.ndarray) -> float:
+    """EER of a verification trial list: the point of the ROC where the false-acceptance rate
+    equals the false-rejection rate, linearly interpolated between the two ROC points around it."""
+    from sklearn.metrics import roc_curve
+
+    targets = np.asarray(targets, bool)
+    if targets.all() or not targets.any():
+        return float("nan")  # no impostor (or no target) trial: the rate is undefined
+    far, tar, _ = roc_curve(targets, np.asarray(scores, np.float64))
+    frr = 1.0 - tar
+    i = int(np.argmax(frr <= far))  # first ROC point where FRR has dropped to FAR (far rises, frr falls)
+    if i == 0:
+        return float(far[0])
+    # the crossing between points i-1 and i: far + t (far' - far) = frr + t (frr' - frr)
+    d_far, d_frr = far[i] - far[i - 1], frr[i] - frr[i - 1]
+    t = (frr[i - 1] - far[i - 1]) / (d_far - d_frr) if d_far != d_frr else 0.0
+    return float(far[i - 1] + t * d_far)
+
+
+def text_eer(text_x: np.ndarray, text_labels: np.ndarray, max_items: int = 4000, seed: int = 0) -> float:
+    """Footnote 8's text EER: how well the frozen text encoder alone tells speakers apart by their
+    descriptions. Every pair of a split's description items is a trial (target: the same speaker),
+    scored by the cosine of the raw text embeddings. The paper reports 1.03 % (English, BART) and
+    0 % (Japanese); descriptions shared word for word by two speakers push it up. Splits of more
+    than ``max_items`` descriptions are scored on a seeded subset (the pairs grow quadratically)."""
+    x, labels = np.asarray(text_x, np.float32), np.asarray(text_labels)
+    if len(x) > max_items:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), size=max_items, replace=False))
+        x, labels = x[keep], labels[keep]
+    x = retrieval.l2_normalize(x)
+    upper = np.triu_indices(len(x), k=1)
+    scores = (x @ x.T)[upper]
+    return equal_error_rate(scores, labels[upper[0]] == labels[upper[1]])
+
+
 def _cell(metric: str, value: float) -> float:
     return 100.0 * value if metric == "map10" else value  # Table I prints mAP10 in percent
 
@@ -121,6 +157,7 @@ def table_row(system: str, encoder: str, metrics: dict[str, float], prefix: str 
     """One trial's Table I row (numbers, mAP10 in percent)."""
     row: dict[str, Any] = {"System": system, "Speaker/Audio enc.": encoder, "Loss": SYSTEMS[system].loss_label}
     row.update(_metric_cells(lambda k, m: _cell(m, metrics[f"{prefix}{k}"])))
+    row[TEXT_EER] = 100.0 * metrics[f"{prefix}text_eer"] if f"{prefix}text_eer" in metrics else None
     return row
 
 
@@ -135,6 +172,7 @@ def chance_row(metrics: dict[str, Any], prefix: str = "test/") -> dict[str, Any]
 
     row: dict[str, Any] = {"System": "chance", "Speaker/Audio enc.": "random ranking", "Loss": "-"}
     row.update(_metric_cells(value))
+    row[TEXT_EER] = 50.0  # random scores: false acceptances and rejections meet at one half
     return row
 
 
@@ -164,6 +202,7 @@ def table_one(trials: pd.DataFrame, encoders: dict[str, str]) -> pd.DataFrame:
             return mean_std(values.map(lambda v: _cell(metric, v)))
 
         row.update(_metric_cells(cell))
+        row[TEXT_EER] = cell("text_eer", "map10")  # a rate: in percent like mAP10
         rows.append(row)
     if rows:
         first = trials.iloc[0].to_dict()  # every trial evaluates the same test split

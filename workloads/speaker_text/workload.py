@@ -35,6 +35,7 @@ from workloads.speaker_text.metrics import (
     retrieval_metrics,
     table_one,
     table_row,
+    text_eer,
 )
 from workloads.speaker_text.model import LinkingNetwork
 
@@ -163,7 +164,8 @@ class SpeakerTextWorkload(Workload):
         m, s, t = self._metrics(model, test, cfg)
         metrics = {f"test/{k}": v for k, v in m.items()}
         metrics.update({"test/n_speakers": float(len(test.speakers)), "test/n_utterances": float(len(test)),
-                        "test/n_descriptions": float(len(test.texts))})
+                        "test/n_descriptions": float(len(test.texts)),
+                        "test/text_eer": text_eer(test.text_x, test.text_labels)})
         if isinstance(model, UnlinkedLDA):
             metrics["test/lda_dim"] = float(model.dims(cfg.lda_dim))
         row = table_row(cfg.system, encoder_label(cfg.system, {cfg.system: cfg.audio_encoder()[0]}), metrics)
