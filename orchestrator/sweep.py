@@ -447,6 +447,8 @@ def _summary(sweep: Sweep) -> int:
         return _interrupted(plan, tracker)
     if plan.is_eval and summary.best_trial:
         _selected_figures(sweep, summary.best_trial)
+    elif not plan.is_eval and not sweep.wl.trial_figures and summary.n_ok:
+        _parent_figures(sweep, summary)
     tracker.finish_parent("FINISHED" if summary.n_ok else "FAILED")
     print(summary.text, flush=True)
     _print_mlflow_hint(plan, tracker)
@@ -470,6 +472,36 @@ def _selected_figures(sweep: Sweep, trial_id: str) -> None:
             if rec.get("run_id"):
                 sweep.tracker.log_artifact(rec["run_id"], path, "figures")
             sweep.tracker.log_artifact(sweep.tracker.parent_id, path, "figures/selected_trial")
+
+
+def _parent_figures(sweep: Sweep, summary: Any) -> None:
+    """A training sweep's figures that its trials did not draw, drawn once per trial the workload
+    names (e.g. one per system) from that trial's best weights, onto the parent run."""
+    import tempfile
+
+    import torch
+
+    from orchestrator.report import OK
+    from orchestrator.train import MODEL_FILE
+    from orchestrator.trials import draw_figures
+
+    trials = summary.trials[summary.trials["status"].isin(OK)]
+    chosen = sweep.wl.parent_figure_trials(trials, summary.best_trial)
+    records = sweep.tracker.state.get("trials", {})
+    for label, trial_id in chosen.items():
+        rec = records.get(trial_id, {})
+        if not rec.get("artifacts") or not rec.get("config"):
+            continue
+        model = storage.join(rec["artifacts"], MODEL_FILE)
+        if not storage.exists(model):
+            log.warning("figures for %s: trial %s left no %s", label, trial_id, MODEL_FILE)
+            continue
+        state = torch.load(storage.local_copy(model), map_location="cpu", weights_only=True)
+        with tempfile.TemporaryDirectory() as d:
+            for name, png in draw_figures(rec["config"], sweep.ctx, state).items():
+                path = Path(d) / f"{name}.png"
+                path.write_bytes(png)
+                sweep.tracker.log_artifact(sweep.tracker.parent_id, path, f"figures/{label}")
 
 
 def _interrupted(plan: SweepPlan, tracker: Any) -> int:

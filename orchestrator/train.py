@@ -306,7 +306,7 @@ def evaluate_states(wl: Workload, cfg: Any, test: Any, state: dict[str, Any], la
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_loaded(wl, cfg, test, state).to(device)
     with torch.no_grad():
-        metrics, tables, figures = wl.evaluate(model, test, cfg)
+        metrics, tables, figures = wl.evaluate(model, test, cfg, figures=wl.trial_figures)
     del model
     last_metrics, last_epoch = metrics, int(state["epoch"])  # no last.pt: the last round was the best
     if last_state is not None:

@@ -47,6 +47,7 @@ from orchestrator.train import (
     build_loaded,
     evaluate_on_test,
     evaluate_states,
+    figures_to_png,
     load_states,
     split_of,
     train_model,
@@ -359,6 +360,20 @@ def run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str,
     val_metrics, ev = evaluate_config(config, ctx, sources, figures=False)
     report_final({**val_metrics, **ev.metrics, f"best/{ctx.metric}": ev.best_value, "final": 1, "eval_only": 1},
                  write_artifacts(ev))
+
+
+def draw_figures(config: dict[str, Any], ctx: TrialContext, state: dict[str, Any]) -> dict[str, bytes]:
+    """The test figures of a trained trial (its best weights ``state``), as PNGs, drawn in the
+    calling process: what the sweep driver draws onto the parent run for the trials a workload
+    names (``Workload.parent_figure_trials``) when its trials draw none."""
+    wl = load_workload(ctx.workload)
+    cfg = wl.config_cls.model_validate(config)
+    test_table, _ = cached_tables(wl, cfg, ctx, ("test",))
+    test = wl.to_data(test_table)
+    model = build_loaded(wl, cfg, test, state).to("cuda" if torch.cuda.is_available() else "cpu")
+    with torch.no_grad():
+        _, _, figs = wl.evaluate(model, test, cfg, figures=True)
+    return figures_to_png(figs)
 
 
 def evaluate_selected(config: dict[str, Any], ctx: TrialContext, sources: dict[str, Any]) -> dict[str, bytes]:

@@ -146,6 +146,18 @@ class Workload(ABC):
         per system and mean ± std over seeds (``orchestrator.report.mean_std``)."""
         return {}
 
+    # Whether a training trial draws its own figures (``evaluate(figures=True)``). False for
+    # figures that cost seconds and say much the same for every seed: the sweep driver then draws
+    # them once per group of trials onto the parent run (:meth:`parent_figure_trials`).
+    trial_figures: bool = True
+
+    def parent_figure_trials(self, trials: Any, best_trial: str | None) -> dict[str, str]:
+        """label -> trial id: the finished trials whose figures the driver draws onto the parent
+        run, under ``figures/<label>/`` (only when :attr:`trial_figures` is False), e.g. one trial
+        per system of a paper's table. ``trials``: the finished trials' rows, as for
+        :meth:`summary_tables`; ``best_trial``: the selected trial."""
+        return {}
+
     def summary_figures(self, trials: Any) -> dict[str, Any]:
         """Figures for the parent run from the same rows (name -> matplotlib Figure, logged as
         ``figures/<name>.png``), e.g. a validation metric against an inference field over the

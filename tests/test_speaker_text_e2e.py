@@ -49,13 +49,18 @@ seeds: [0]
         # one item per test speaker: a random ranking's MeanR is (5 + 1) / 2
         assert m["test/chance/s2t/meanr"] == m["test/chance/t2s/meanr"] == 3.0
         assert m["test/n_speakers"] == 5 and m["test/n_utterances"] == 15 and m["test/n_descriptions"] == 15
-        assert "figures/tsne.png" in {a.path for a in client.list_artifacts(c.info.run_id, "figures")}
+        assert not client.list_artifacts(c.info.run_id, "figures")  # Fig. 3 is drawn on the parent
         assert "tables/table_1.json" in {a.path for a in client.list_artifacts(c.info.run_id, "tables")}
         history = client.get_metric_history(c.info.run_id, "val/map10")
         if c.data.params["system"] == "B00":  # fitted, not trained: validated once
             assert [h.step for h in history] == [0] and m["test/lda_dim"] == 7  # 8 speakers -> 7 components
         else:
             assert [h.step for h in history] == [0, 1]
+    assert 0 <= children[0].data.metrics["test/text_eer"] <= 1
+    # Fig. 3 once per system, from its first seed's best weights
+    for system in ("B00", "C02"):
+        assert [a.path for a in client.list_artifacts(parent.info.run_id, f"figures/{system}")] == \
+            [f"figures/{system}/tsne.png"]
     t1 = table(client, parent.info.run_id, "table_1")
     rows = {r[0]: dict(zip(t1["columns"], r)) for r in t1["data"]}
     assert list(rows) == ["B00", "C02", "chance"] and rows["C02"]["seeds"] == 1

@@ -423,3 +423,17 @@ def test_fusion_curve_only_for_fusion_sweeps() -> None:
     assert list(xs) == [1, 5, 10]  # sorted by N
     assert wl.summary_tables(trials)["fusion_n"]["fusion_n"].tolist() == [1, 5, 10]
     assert fusion_curve(trials.drop(columns="fusion_n")) is None
+
+
+def test_fig3_is_drawn_once_per_system_on_the_parent() -> None:
+    """Trials draw no t-SNE; the driver draws one per system, from the system's lowest seed, in
+    Table I's order (or the selected trial's when the sweep is not over systems)."""
+    from workloads.speaker_text.workload import SpeakerTextWorkload
+
+    wl = SpeakerTextWorkload()
+    assert wl.trial_figures is False
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "system": ["C02", "B03", "B03", "C02"],
+                           "seed": [1, 1, 0, 0]})
+    chosen = wl.parent_figure_trials(trials, best_trial="a")
+    assert list(chosen.items()) == [("B03", "c"), ("C02", "d")]
+    assert wl.parent_figure_trials(trials.drop(columns="system"), best_trial="a") == {"selected_trial": "a"}

@@ -6,7 +6,8 @@ modality FC projection to 768 + FC transform layers, L2-normalised; or, for B00,
 training speakers) -> loss (L_CTS,tot = L_CTS at the projection + at the transform outputs;
 + 0.1 AAM-softmax for C01; the supervised contrastive version for C02) -> validation (mAP@10 of
 both directions, every ``eval_every`` epochs, keep the best) -> evaluation (s->t and t->s, original
-and fused: mAP@10 and MeanR, Table I's 8 columns; the t-SNE panels of Fig. 3).
+and fused: mAP@10 and MeanR, Table I's 8 columns; the text EER of footnote 8; the t-SNE panels of
+Fig. 3, drawn once per system on the sweep's parent run).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from orchestrator.distributed import gather_no_grad, gather_with_grad
 from orchestrator.workload import DataSpec, ViewSpec, Workload
 from workloads.speaker_text import INFO, corpus_local, csv_corpus, voxceleb  # noqa: F401  (register the corpora)
 from workloads.speaker_text import data as D
-from workloads.speaker_text.config import SpeakerTextConfig
+from workloads.speaker_text.config import SYSTEMS, SpeakerTextConfig
 from workloads.speaker_text.figures import fusion_curve, tsne_figure
 from workloads.speaker_text.fusion import fuse
 from workloads.speaker_text.lda import UnlinkedLDA
@@ -188,6 +189,19 @@ class SpeakerTextWorkload(Workload):
                   "speaker_fused": (s_f[s_sel], s_who), "text_fused": (t_f[t_sel], t_who)}
         return tsne_figure(points, [data.speakers[c] for c in chosen], cfg.seed,
                            title=f"{cfg.system}, fusion N = {cfg.fusion_n}, seed {cfg.seed}")
+
+    # Fig. 3 once per system on the parent run (from its first seed's best weights), not on every
+    # trial: a t-SNE costs seconds, and 18 of them said the same thing per system
+    trial_figures = False
+
+    def parent_figure_trials(self, trials: Any, best_trial: str | None) -> dict[str, str]:
+        """One trial per system (its lowest seed; the paper draws B03's), or the selected trial
+        when the sweep is not over systems."""
+        if "system" not in trials or trials.empty:
+            return {"selected_trial": best_trial} if best_trial else {}
+        ordered = trials.assign(_seed=pd.to_numeric(trials.get("seed", 0), errors="coerce")).sort_values("_seed")
+        firsts = ordered.groupby(ordered["system"].astype(str), sort=False)["trial_id"].first()
+        return {system: str(firsts[system]) for system in SYSTEMS if system in firsts}
 
     def headline_metrics(self) -> list[str]:
         return ["test/s2t/map10", "test/t2s/map10", "test/s2t_fused/map10", "test/t2s_fused/map10"]
