@@ -8,6 +8,7 @@ _hf_logging.disable_progress_bar()
 from orchestrator.encoders import (  # noqa: E402, F401
     asr,
     atst,
+    clap,
     cnn14,
     ecapa,
     ge2e,
