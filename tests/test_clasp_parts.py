@@ -28,8 +28,8 @@ from workloads.clasp.tables import summary_tables
 BOTH = {"ssl": 12, "spectrogram": 20}
 
 
-@pytest.mark.parametrize("fusion,dims", [("concat", BOTH), ("gating", BOTH), ("concat", {"ssl": 12}),
-                                         ("concat", {"spectrogram": 20})])
+@pytest.mark.parametrize("fusion,dims", [("concat", BOTH), ("gating", BOTH), ("gating_lstm", BOTH),
+                                         ("concat", {"ssl": 12}), ("concat", {"spectrogram": 20})])
 def test_fusion_output_shapes(fusion: str, dims: dict[str, int]) -> None:
     torch.manual_seed(0)
     net = FusionEncoder(dims, out_dim=7, fusion=fusion, width=16)
@@ -37,7 +37,7 @@ def test_fusion_output_shapes(fusion: str, dims: dict[str, int]) -> None:
     out, weights = net.forward_with_weights(inputs)
     assert out.shape == (5, 7) and torch.isfinite(out).all()
     assert net.modalities == [m for m in ("ssl", "spectrogram") if m in dims]
-    if fusion == "gating":
+    if fusion.startswith("gating"):
         assert weights is not None and weights.shape == (5, 2, 7)
     else:
         assert weights is None
@@ -61,11 +61,55 @@ def test_gating_weights_sum_to_one_and_respond_to_inputs() -> None:
     assert float(w[:, 0].std(dim=0).mean()) > 1e-3
 
 
+def test_lstm_gating_hand_case() -> None:
+    """The notebook's gating on numbers worked by hand: candidates = the branch outputs (identity
+    maps), every gate's weights 0 and bias 0 (input and forget gates 0.5), cell = tanh(x), weight
+    logits = their bias (0, 0, ln 2, ln 2) -> one softmax over all four entries: 1/6, 1/6, 1/3, 1/3.
+    x1 = (1, 0): x1' = 0.5 tanh(x1) + 0.5 x1 = (0.5 * 0.761594 + 0.5, 0) = (0.880797, 0);
+    x2 = (0, 2): x2' = (0, 0.5 * 0.964028 + 1) = (0, 1.482014);
+    out = (0.880797 / 6, 1.482014 / 3) = (0.146800, 0.494005)."""
+    from workloads.clasp.fusion import LSTMGatingFusion
+
+    f = LSTMGatingFusion(2, width=2, out_dim=2, dropout=0.0, activation="relu").eval()
+    with torch.no_grad():
+        for lin in [*f.candidates, *f.cells]:
+            lin.weight.copy_(torch.eye(2))
+            lin.bias.zero_()
+        for lin in [*f.input_gates, *f.forget_gates, f.weight]:
+            lin.weight.zero_()
+            lin.bias.zero_()
+        f.weight.bias.copy_(torch.tensor([0.0, 0.0, math.log(2), math.log(2)]))
+        out, w = f([torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])])
+    torch.testing.assert_close(w, torch.tensor([[[1 / 6, 1 / 6], [1 / 3, 1 / 3]]]))
+    torch.testing.assert_close(out, torch.tensor([[0.146800, 0.494005]]), atol=1e-6, rtol=0)
+
+
+def test_lstm_gating_weights_sum_to_one_over_everything() -> None:
+    from workloads.clasp.workload import ClaspNet
+
+    torch.manual_seed(0)
+    cfg = ClaspConfig(fusion="gating_lstm", width=8)
+    net = ClaspNet(cfg, {"ssl": 6, "spectrogram": 9}, 4).eval()
+    a = {"ssl": torch.randn(16, 6), "spectrogram": torch.randn(16, 9)}
+    with torch.no_grad():
+        _, w = net.encoder.forward_with_weights(a)
+    torch.testing.assert_close(w.sum(dim=(1, 2)), torch.ones(16))  # one softmax over 2 x 4 entries
+    rng = np.random.default_rng(0)
+    data = _tiny_split(rng.standard_normal((16, 4)).astype(np.float32))
+    data.ssl, data.spectrogram = a["ssl"].numpy(), a["spectrogram"].numpy()
+    _, share = net.embed(data)
+    # the per-modality share of all weight, averaged over items (not the ~1/8 mean entry)
+    np.testing.assert_allclose(share, w.sum(dim=2).mean(dim=0).numpy(), rtol=1e-5)
+    assert share.sum() == pytest.approx(1.0)
+
+
 def test_gating_needs_two_modalities_and_config_says_so() -> None:
     with pytest.raises(ValueError, match="two"):
         FusionEncoder({"ssl": 4}, 3, fusion="gating")
     with pytest.raises(ValidationError, match="gating"):
         ClaspConfig(fusion="gating", modality="ssl")
+    with pytest.raises(ValidationError, match="gating_lstm"):
+        ClaspConfig(fusion="gating_lstm", modality="spectrogram")
     with pytest.raises(ValidationError, match="ssl_encoders"):
         ClaspConfig(ssl="wav2vec2", ssl_encoders={})
 
@@ -256,6 +300,7 @@ def test_the_five_search_spaces_resolve(profile: str, tmp_path) -> None:
              for s in ("clasp_modality", "clasp_backbone", "clasp_loss", "clasp_multilingual", "clasp_lr")}
     assert plans["clasp_modality"].n_trials == 9 and plans["clasp_backbone"].n_trials == (8 if profile == "local" else 24)
     assert plans["clasp_multilingual"].is_eval and not plans["clasp_loss"].is_eval  # query language: inference only
+    assert plans["clasp_loss"].n_trials == 18  # (LASP, ASR, CLASP) x (raw, centred text targets) x 3 seeds
     assert all(p.base["candidates"] == ("sampled" if s in ("clasp_modality", "clasp_backbone") else "all")
                for s, p in plans.items())
     # stage 1 trains all 50 epochs; the later stages stop early (the config's patience)
@@ -357,3 +402,103 @@ def test_macro_f1_over_all_pairs_equals_sklearn_on_the_full_matrix() -> None:
         assert value == pytest.approx(f1_score(labels, full >= t, average="macro", zero_division=0), abs=1e-12)
     # 1 in 10 pairs is positive here: a classifier that says "relevant" to everything scores low
     assert got[0] < 0.6
+
+
+# ------------------------------------------------------------------------------------------------
+# text targets (issue 18, item 7): raw / centred / z-scored text space
+
+
+def _tiny_split(text: np.ndarray, query: np.ndarray | None = None, seed: int = 0):
+    from workloads.clasp.workload import ClaspData
+
+    rng = np.random.default_rng(seed)
+    n = len(text)
+    return ClaspData(ids=[f"i{i}" for i in range(n)], categories=["c"] * n, references=[f"s{i}" for i in range(n)],
+                     groups=np.arange(n, dtype=np.int64), text=text.astype(np.float32),
+                     query=(text if query is None else query).astype(np.float32),
+                     ssl=rng.standard_normal((n, 6)).astype(np.float32),
+                     spectrogram=rng.standard_normal((n, 5)).astype(np.float32))
+
+
+def test_text_targets_hand_case() -> None:
+    from workloads.clasp.targets import TextTargets
+
+    train = np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 2.0]], np.float32)  # mean (3, 2); std (sqrt(8/3), 0)
+    x = torch.tensor([[4.0, 3.0]])
+    raw, centred, z = TextTargets("raw", 2), TextTargets("centred", 2), TextTargets("zscore", 2)
+    for t in (raw, centred, z):
+        t.fit(train)
+    torch.testing.assert_close(raw(x), x)
+    torch.testing.assert_close(centred(x), torch.tensor([[1.0, 1.0]]))
+    # a constant training dimension keeps its centred value over the 1e-6 floor (not inf / NaN)
+    torch.testing.assert_close(z(x), torch.tensor([[1.0 / math.sqrt(8 / 3), 1.0 / 1e-6]]))
+    assert set(raw.state_dict()) == set() and set(centred.state_dict()) == {"mean"}
+    assert set(z.state_dict()) == {"mean", "std"}
+    np.testing.assert_allclose(centred.numpy(train), train - [3.0, 2.0])
+    with pytest.raises(ValueError, match="raw"):
+        TextTargets("whitened", 2)
+
+
+def test_lasp_huber_targets_are_the_centred_text() -> None:
+    """The Huber target is the training-centred text embedding: with the model predicting exactly
+    that, the loss is 0 (with raw targets the same prediction costs the shared mean's Huber)."""
+    from workloads.clasp.workload import ClaspWorkload
+
+    text = np.array([[0.9, 0.1], [0.8, 0.3], [0.7, 0.2], [1.0, 0.0]], np.float32)  # mean (0.85, 0.15)
+    train = _tiny_split(text)
+    wl = ClaspWorkload()
+    for mode, want in (("centred", 0.0), ("raw", 0.5 * (0.85 ** 2 + 0.15 ** 2) / 2)):
+        cfg = ClaspConfig(system="lasp", text_targets=mode)
+        model = wl.build_model(cfg, wl.input_dim(train))
+        wl.fit_closed_form(model, train, cfg)
+        batch = {"text": torch.from_numpy(text), "ssl": torch.from_numpy(train.ssl),
+                 "spectrogram": torch.from_numpy(train.spectrogram)}
+        out = model(batch)
+        centred = torch.from_numpy(text - np.array([0.85, 0.15], np.float32))
+        torch.testing.assert_close(out["text"], centred if mode == "centred" else torch.from_numpy(text))
+        # a prediction equal to the centred text
+        out["speech"] = centred
+        assert float(wl.loss(out, batch, cfg, 0)) == pytest.approx(want, abs=1e-6)
+    centred_cfg = ClaspConfig(system="lasp", text_targets="centred")
+    m = wl.build_model(centred_cfg, wl.input_dim(train))
+    wl.fit_closed_form(m, train, centred_cfg)
+    torch.testing.assert_close(m.state_dict()["targets.mean"], torch.tensor([0.85, 0.15]))  # in the checkpoint
+
+
+def test_ranking_and_macro_f1_use_the_same_centring_as_the_targets(monkeypatch) -> None:
+    """Queries are centred with the TRAINING mean before the cosines; the speech side (the model's
+    output) is taken as is. Hand case: training mean m = (2, 0); test queries q1 = (1, 1),
+    q2 = (3, 1); the model outputs exactly the centred targets, s1 = q1 - m = (-1, 1),
+    s2 = q2 - m = (1, 1).
+    raw cosines: (q1, s1) 0, (q1, s2) 1, (q2, s1) -0.447, (q2, s2) 0.894: q1 ranks s2 first
+    (rank 2), q2 ranks s2 first (rank 1) -> HITS@1 0.5, MRR 0.75; at cos >= 0.5 the pairs
+    (q1, s2) (a negative) and (q2, s2) are called relevant: tp 1, fp 1, fn 1, tn 1 -> Macro-F1 0.5.
+    centred cosines: 1, 0, 0, 1 -> HITS@1 1, MRR 1, Macro-F1 1."""
+    from workloads.clasp.workload import ClaspNet, ClaspWorkload
+
+    train = _tiny_split(np.array([[2.0, 1.0], [2.0, -1.0]], np.float32))
+    test = _tiny_split(np.array([[1.0, 1.0], [3.0, 1.0]], np.float32), seed=1)
+    speech = np.array([[-1.0, 1.0], [1.0, 1.0]], np.float32)
+    monkeypatch.setattr(ClaspNet, "embed", lambda self, data, chunk=4096: (speech, None))
+    wl = ClaspWorkload()
+    got = {}
+    for mode in ("raw", "centred"):
+        cfg = ClaspConfig(system="lasp", text_targets=mode, n_candidates=2)
+        model = wl.build_model(cfg, wl.input_dim(train))
+        wl.fit_closed_form(model, train, cfg)
+        metrics, _, _ = wl.evaluate(model, test, cfg, figures=False)
+        got[mode] = (metrics["test/hits1"], metrics["test/mrr"], metrics["test/macro_f1_at_fixed"])
+    assert got["raw"] == pytest.approx((0.5, 0.75, 0.5))
+    assert got["centred"] == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_stage3_table_labels_the_text_space() -> None:
+    rows = [{"system": system, "text_targets": space, "seed": 0, "test/hits1": h, "test/asr/w/hits1": h}
+            for system in ("lasp", "clasp") for space, h in (("raw", 0.2), ("centred", 0.6))]
+    rows += [{"system": "asr", "text_targets": space, "seed": 0, "test/asr/w/hits1": 0.9}
+             for space in ("centred", "raw")]
+    t = summary_tables(pd.DataFrame(rows))["table2_stage3_loss_and_asr"]
+    assert t["Model"].tolist() == ["LASP (ours)", "LASP (ours), centred targets", "ASR baseline: w",
+                                   "ASR baseline: w, centred text space", "CLASP (ours)",
+                                   "CLASP (ours), centred targets"]
+    assert t["HITS@1"].tolist()[:2] == ["0.200", "0.600"]  # one seed: no ± part

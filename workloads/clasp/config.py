@@ -80,8 +80,13 @@ class ClaspConfig(BaseModel):
     asr_models: dict[str, TranscriberChoice] = Field(default_factory=_default_asr)
     # ---- system (stage 1: modality; stage 2: fusion; stage 3: loss or the ASR baseline) -----
     modality: Literal["spectrogram", "ssl", "combined"] = "combined"
-    fusion: Literal["concat", "gating"] = "concat"
+    # gating: per-dimension softmax over the modalities; gating_lstm: the authors' notebook's LSTM-style
+    # input/forget gates per modality, then one softmax over all modalities x dimensions (fusion.py)
+    fusion: Literal["concat", "gating", "gating_lstm"] = "concat"
     system: Literal["lasp", "clasp", "asr"] = "clasp"  # Huber (LASP), contrastive (CLASP), transcribe + text search
+    # the text space trained towards and scored in (targets.py): raw unit vectors (the paper), or
+    # with the training split's mean removed (centred) / per-dimension z-scored (zscore)
+    text_targets: Literal["raw", "centred", "zscore"] = "raw"
     # ---- fusion encoder network (Fig. 2) -----------------------------------------------------
     width: int = Field(768, ge=8)
     dropout: float = Field(0.15, ge=0, lt=1)
@@ -110,8 +115,8 @@ class ClaspConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ClaspConfig":
-        if self.fusion == "gating" and self.modality != "combined":
-            raise ValueError("fusion 'gating' weighs two modalities: it needs modality 'combined'")
+        if self.fusion in ("gating", "gating_lstm") and self.modality != "combined":
+            raise ValueError(f"fusion {self.fusion!r} weighs two modalities: it needs modality 'combined'")
         if self.ssl not in self.ssl_encoders:
             raise ValueError(f"ssl {self.ssl!r} is not in ssl_encoders ({sorted(self.ssl_encoders)})")
         if self.text not in self.text_encoders:

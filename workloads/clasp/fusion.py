@@ -13,6 +13,15 @@ feed-forward branch, then fused:
   gates read the input and the state jointly), and a softmax across the modalities (the
   "modification": a convex combination instead of independent sigmoid gates) gives per-dimension
   weights that sum to 1, so the output is their weighted average.
+* ``gating_lstm``: the authors' notebook's reading (``HubertLabseGating``, Training-Evaluation
+  notebook). Each modality's candidate ``x`` (as in ``gating``) is updated like an LSTM cell with
+  gates that read that modality alone: ``x' = sigmoid(W_i x) * tanh(W_c x) + sigmoid(W_f x) * x``;
+  then ONE softmax over all modalities x dimensions (1,536 entries for two 768-d candidates) gives
+  the weights, ``out = sum_m w_m * x'_m``. The weights sum to 1 over everything, not per
+  dimension, so each is ~1/(M*D) on average and the output's scale is that much smaller than the
+  candidates' (the network has to learn large candidates or peaked weights to reach a unit-norm
+  target; cosine-based losses do not see the scale). Up to the gates it shares ``gating``'s layers,
+  so the two readings differ only in the gating itself.
 
 With one modality (stage 1's spectrogram-only / SSL-only models) the same concat encoder runs on
 that single branch, so the three stage-1 models differ only in what they see.
@@ -105,6 +114,42 @@ class GatingFusion(nn.Module):
         return (weights * cands).sum(dim=1), weights
 
 
+class LSTMGatingFusion(nn.Module):
+    """The notebook's LSTM-style gating (see the module docstring).
+
+    ``forward`` returns the fused embedding ``[B, out]`` and the weights ``[B, M, out]``, which
+    sum to 1 over BOTH modalities and dimensions for every item (one softmax over ``M * out``).
+    """
+
+    def __init__(self, n_inputs: int, width: int, out_dim: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        if n_inputs < 2:
+            raise ValueError("gating fuses at least two modalities")
+        self.n_inputs, self.out_dim = n_inputs, out_dim
+        self.mix = nn.Sequential(nn.Dropout(dropout), make_activation(activation))
+        self.candidates = nn.ModuleList(nn.Linear(width, out_dim) for _ in range(n_inputs))
+        # per modality: input gate, forget gate, new cell content (each reads its own candidate)
+        self.input_gates = nn.ModuleList(nn.Linear(out_dim, out_dim) for _ in range(n_inputs))
+        self.forget_gates = nn.ModuleList(nn.Linear(out_dim, out_dim) for _ in range(n_inputs))
+        self.cells = nn.ModuleList(nn.Linear(out_dim, out_dim) for _ in range(n_inputs))
+        self.weight = nn.Linear(n_inputs * out_dim, n_inputs * out_dim)
+
+    def update(self, m: int, x: torch.Tensor) -> torch.Tensor:
+        """Modality ``m``'s candidate after its cell update: ``i * c + f * x``."""
+        i = torch.sigmoid(self.input_gates[m](x))
+        f = torch.sigmoid(self.forget_gates[m](x))
+        return i * torch.tanh(self.cells[m](x)) + f * x
+
+    def forward(self, branches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        states = [self.update(m, c(self.mix(b))) for m, (c, b) in enumerate(zip(self.candidates, branches))]
+        flat = torch.cat(states, dim=-1)  # [B, M * out]
+        weights = torch.softmax(self.weight(flat), dim=-1).view(-1, self.n_inputs, self.out_dim)
+        return (weights * flat.view(-1, self.n_inputs, self.out_dim)).sum(dim=1), weights
+
+
+FUSIONS = {"concat": ConcatFusion, "gating": GatingFusion, "gating_lstm": LSTMGatingFusion}
+
+
 class FusionEncoder(nn.Module):
     """Speech embeddings of the present modalities -> one embedding in the text space.
 
@@ -120,12 +165,9 @@ class FusionEncoder(nn.Module):
             raise ValueError(f"no fusion input among {sorted(in_dims)}; expected some of {MODALITIES}")
         self.branches = nn.ModuleDict({m: Branch(in_dims[m], width, dropout, activation) for m in self.modalities})
         n = len(self.modalities)
-        if fusion == "concat":
-            self.fusion: nn.Module = ConcatFusion(n, width, out_dim, dropout, activation)
-        elif fusion == "gating":
-            self.fusion = GatingFusion(n, width, out_dim, dropout, activation)
-        else:
-            raise ValueError(f"unknown fusion {fusion!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; known: {sorted(FUSIONS)}")
+        self.fusion: nn.Module = FUSIONS[fusion](n, width, out_dim, dropout, activation)
         self.out_dim = out_dim
 
     def fit_input_statistics(self, inputs: dict[str, np.ndarray]) -> None:

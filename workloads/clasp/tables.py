@@ -2,7 +2,8 @@
 stage on the sweep's parent run, each cell the mean ± std over seeds.
 
 A stage is recognised by what its search space varies (``modality``: stage 1; ``text`` / ``ssl`` /
-``fusion``: stage 2; ``system``: stage 3; ``query_language``: stage 4). Row names are the paper's;
+``fusion``: stage 2; ``system``: stage 3, with ``text_targets`` when it varies as well;
+``query_language``: stage 4). Row names are the paper's;
 which encoder actually stood in for each (local profile) is on the run's ``substitution.*`` tags
 and in each trial's own ``clasp_results`` table.
 """
@@ -19,7 +20,9 @@ STAGE1_ROWS = {"spectrogram": "Spectrogram-Based Model", "ssl": "Self-Supervised
                "combined": "Combined Audio-Spectrogram Model"}
 TEXT_NAMES = {"labse": "LaBSE", "xlmr": "XLM-RoBERTa"}
 SSL_NAMES = {"hubert": "HuBERT", "wav2vec2": "Wav2Vec2"}
-FUSION_NAMES = {"gating": "Gating", "concat": "Concatenation"}
+FUSION_NAMES = {"gating": "Gating", "gating_lstm": "Gating (notebook's LSTM gates)", "concat": "Concatenation"}
+# how a stage-3 row names a text space other than the paper's raw one (targets.py)
+TEXT_TARGET_NAMES = {"centred": "centred targets", "zscore": "z-scored targets"}
 LANGUAGES = {"fa": "Persian", "de": "German", "fr": "French", "zh": "Chinese", "en": "English (spoken language)"}
 
 # (column title, metric suffix) per layout; Macro-F1 twice: at the paper's fixed cosine and at
@@ -94,20 +97,28 @@ SPEECH_TO_TEXT = [("s→t HITS@1", "s2t/hits1"), ("s→t MRR", "s2t/mrr"), ("s�
 
 
 def stage3(trials: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's stage 3 (LASP, the ASR baseline, CLASP), each system followed by its rows in a
+    standardised text space when the sweep varies ``text_targets`` (raw rows keep the paper's names;
+    the others say which targets, e.g. "LASP (ours), centred targets")."""
     layout = [*RETRIEVAL_ALL, *SPEECH_TO_TEXT, ("WER", "wer")]
+    spaces = trials["text_targets"].fillna("raw") if "text_targets" in trials else pd.Series("raw", trials.index)
     rows = []
     for system, label in (("lasp", "LASP (ours)"), ("asr", None), ("clasp", "CLASP (ours)")):
-        g = trials[trials["system"] == system]
-        if not len(g):
-            continue
-        if system != "asr":
-            rows.append({"Model": label, **_cells(g, "test/", layout), "seeds": _seeds(g)})
-            continue
-        names = sorted({c.split("/")[2] for c in g.columns if c.startswith("test/asr/") and c.endswith("/hits1")
-                        and g[c].notna().any()})
-        for name in names:
-            rows.append({"Model": f"ASR baseline: {name}", **_cells(g, f"test/asr/{name}/", layout),
-                         "seeds": _seeds(g)})
+        for space in ("raw", *TEXT_TARGET_NAMES):
+            g = trials[(trials["system"] == system) & (spaces == space)]
+            if not len(g):
+                continue
+            suffix = f", {TEXT_TARGET_NAMES[space]}" if space != "raw" else ""
+            if system == "asr":  # nothing trains towards targets: both text sides are transformed
+                suffix = suffix.replace("targets", "text space")
+            if system != "asr":
+                rows.append({"Model": f"{label}{suffix}", **_cells(g, "test/", layout), "seeds": _seeds(g)})
+                continue
+            names = sorted({c.split("/")[2] for c in g.columns if c.startswith("test/asr/")
+                            and c.endswith("/hits1") and g[c].notna().any()})
+            for name in names:
+                rows.append({"Model": f"ASR baseline: {name}{suffix}", **_cells(g, f"test/asr/{name}/", layout),
+                             "seeds": _seeds(g)})
     return pd.DataFrame(rows)
 
 

@@ -4,7 +4,8 @@ config -> data (views: mean-pooled SSL speech embedding, EfficientNet over the s
 the frozen multilingual text encoder over the English transcript = the training target, and over
 its translation when the queries are in another language; sec. 3.2) -> model (fusion encoder
 network: per-modality feed-forward branches, then concatenation or LSTM-inspired softmax gating,
-output in the text encoder's space; Fig. 2) -> loss (LASP: Huber onto the text embedding; CLASP:
+output in the text encoder's space; Fig. 2; the text space raw, or centred / z-scored with training
+statistics: :mod:`.targets`) -> loss (LASP: Huber onto the text embedding; CLASP:
 symmetric contrastive, cosines divided by a temperature) -> optimisation (Adam, batch 32, at most
 50 epochs, the checkpoint with the lowest validation loss is tested: early stopping) ->
 validation (loss, retrieval, and the Macro-F1 threshold chosen on validation) -> evaluation
@@ -50,6 +51,7 @@ from workloads.clasp.metrics import (
     retrieval_metrics,
 )
 from workloads.clasp.tables import result_table, summary_tables
+from workloads.clasp.targets import TextTargets
 
 VAL_KEYS = ("hits1", "mrr", "mean_rank", "macro_f1_at_fixed", "macro_f1_at_val", "val_threshold")
 # text encoders that do not cover some stage-4 query language (a row to flag, not to hide)
@@ -94,18 +96,24 @@ def _first_text_embedding(table: pa.Table, column: str) -> np.ndarray:
 
 class ClaspNet(nn.Module):
     """The fusion encoder network plus what is fitted or chosen with it: the contrastive
-    temperature and the Macro-F1 threshold chosen on validation (buffers travel in the checkpoint)."""
+    temperature, the text-space transform (:mod:`.targets`; its training statistics) and the
+    Macro-F1 threshold chosen on validation (buffers travel in the checkpoint)."""
 
     def __init__(self, cfg: ClaspConfig, in_dims: dict[str, int], out_dim: int) -> None:
         super().__init__()
         self.encoder = FusionEncoder(in_dims, out_dim, fusion=cfg.fusion, width=cfg.width, dropout=cfg.dropout,
                                      activation=cfg.activation)
         self.temperature = Temperature(cfg.temperature, learn=cfg.learn_temperature and cfg.system == "clasp")
+        self.targets = TextTargets(cfg.text_targets, out_dim)
         self.register_buffer("val_threshold", torch.tensor([cfg.threshold], dtype=torch.float32))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # the temperature goes through forward so DDP sees a learned one as used
-        return {"speech": self.encoder(batch), "temperature": self.temperature()}
+        # the temperature goes through forward so DDP sees a learned one as used; the targets too,
+        # so the loss reads them in the model's text space (its fitted statistics) on every worker
+        out = {"speech": self.encoder(batch), "temperature": self.temperature()}
+        if "text" in batch:
+            out["text"] = self.targets(batch["text"])
+        return out
 
     @torch.no_grad()
     def embed(self, data: ClaspData, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray | None]:
@@ -118,18 +126,20 @@ class ClaspNet(nn.Module):
             batch = {m: torch.from_numpy(x[s:s + chunk]).to(device) for m, x in inputs.items()}
             z, w = self.encoder.forward_with_weights(batch)
             outs.append(z.float().cpu().numpy())
-            if w is not None:
-                weights.append(w.mean(dim=2).cpu().numpy())  # [B, M]: weight per modality, averaged over dims
+            if w is not None:  # [B, M]: each modality's share of the total weight (per-dimension softmax:
+                # its mean weight over dimensions; gating_lstm's one softmax: its summed weight)
+                weights.append((w.sum(dim=2) / w.sum(dim=(1, 2))[:, None]).cpu().numpy())
         return np.concatenate(outs), (np.concatenate(weights).mean(axis=0) if weights else None)
 
 
 class TranscriptBaseline(nn.Module):
     """The ASR baseline as a model: nothing to learn, only the validation thresholds (one per ASR
-    system) to carry from validation to test."""
+    system) and the text-space transform's training statistics to carry from validation to test."""
 
-    def __init__(self, cfg: ClaspConfig) -> None:
+    def __init__(self, cfg: ClaspConfig, text_dim: int) -> None:
         super().__init__()
         self.systems = sorted(cfg.asr_models)
+        self.targets = TextTargets(cfg.text_targets, text_dim)
         self.register_buffer("val_threshold", torch.full((len(self.systems),), cfg.threshold, dtype=torch.float32))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -189,13 +199,16 @@ class ClaspWorkload(Workload):
     def build_model(self, cfg: ClaspConfig, in_dim: dict[str, int]) -> nn.Module:  # type: ignore[override]
         torch.manual_seed(cfg.seed)
         if cfg.system == "asr":
-            return TranscriptBaseline(cfg)
+            return TranscriptBaseline(cfg, in_dim["text"])
         return ClaspNet(cfg, {m: d for m, d in in_dim.items() if m != "text"}, in_dim["text"])
 
     def fit_closed_form(self, model: nn.Module, train: ClaspData, cfg: ClaspConfig) -> None:
-        """The inputs' standardisation statistics, from this worker's training items."""
+        """The inputs' standardisation statistics and the text space's (``text_targets``), from
+        the training items."""
         if isinstance(model, ClaspNet):
             model.encoder.fit_input_statistics({m: getattr(train, m) for m in model.encoder.modalities})
+        if isinstance(model, ClaspNet | TranscriptBaseline):
+            model.targets.fit(train.text)
 
     def configure_optimizer(self, model: nn.Module, cfg: ClaspConfig, train: ClaspData
                             ) -> tuple[torch.optim.Optimizer, None]:
@@ -228,17 +241,19 @@ class ClaspWorkload(Workload):
     # -- loss ----------------------------------------------------------------------------------
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: ClaspConfig,
              epoch: int) -> torch.Tensor:
+        target = outputs["text"]  # the batch's text in the model's text space (raw / centred / z-scored)
         if cfg.system == "lasp":
-            return huber_loss(outputs["speech"], batch["text"], cfg.huber_delta)
+            return huber_loss(outputs["speech"], target, cfg.huber_delta)
         # the contrastive loss sees the global batch, however many Train workers share it
-        return contrastive_loss(gather_with_grad(outputs["speech"]), gather_no_grad(batch["text"]),
+        return contrastive_loss(gather_with_grad(outputs["speech"]), gather_no_grad(target),
                                 outputs["temperature"], gather_no_grad(batch["group"]))
 
     # -- evaluation ----------------------------------------------------------------------------
     def speech_embeddings(self, model: nn.Module, data: ClaspData, cfg: ClaspConfig
                           ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """System name -> speech embeddings in the text space: the trained network's output, or
-        each ASR system's transcripts embedded by the configured text encoder."""
+        """System name -> speech embeddings in the model's text space: the trained network's output
+        (already in that space), or each ASR system's transcripts embedded by the configured text
+        encoder and put through the same text transform as the queries (``text_targets``)."""
         if isinstance(model, TranscriptBaseline):
             text = cfg.text_choice()
             out = {}
@@ -246,19 +261,22 @@ class ClaspWorkload(Workload):
                 texts = data.transcripts.get(name)
                 if texts is None or any(t is None for t in texts):
                     raise ValueError(f"ASR system {name!r} has no transcript for some items of this split")
-                out[name] = asr_baseline.embed_texts([str(t) for t in texts], text.encoder, dict(text.params))
+                emb = asr_baseline.embed_texts([str(t) for t in texts], text.encoder, dict(text.params))
+                out[name] = model.targets.numpy(emb)
             return out, None
         emb, weights = model.embed(data)  # type: ignore[operator]
         return {"model": emb}, weights
 
-    def _criterion(self, speech: np.ndarray, data: ClaspData, cfg: ClaspConfig, temperature: float) -> float:
+    def _criterion(self, speech: np.ndarray, text: np.ndarray, data: ClaspData, cfg: ClaspConfig,
+                   temperature: float) -> float:
         """The training criterion on a split, batch by batch as in training, at the model's own
         temperature (the learned one with ``learn_temperature``); the ASR baseline is scored with
-        CLASP's contrastive criterion at the configured one: it has no loss of its own."""
+        CLASP's contrastive criterion at the configured one: it has no loss of its own. ``text``:
+        the split's text embeddings in the model's text space (the training targets)."""
         total, n = 0.0, 0
         for s in range(0, len(data), cfg.batch_size):
             sl = slice(s, s + cfg.batch_size)
-            z, t = torch.from_numpy(speech[sl]), torch.from_numpy(data.text[sl])
+            z, t = torch.from_numpy(speech[sl]), torch.from_numpy(text[sl])
             if cfg.system == "lasp":
                 value = huber_loss(z, t, cfg.huber_delta)
             else:
@@ -267,10 +285,11 @@ class ClaspWorkload(Workload):
             n += len(z)
         return total / max(n, 1)
 
-    def _scores(self, speech: np.ndarray, data: ClaspData, cfg: ClaspConfig, salt: str, threshold: float | None
-                ) -> dict[str, float]:
-        """Retrieval in both regimes and Macro-F1 at the fixed threshold (and at ``threshold``)."""
-        q, s = retrieval.l2_normalize(data.query), retrieval.l2_normalize(speech)
+    def _scores(self, speech: np.ndarray, query: np.ndarray, data: ClaspData, cfg: ClaspConfig, salt: str,
+                threshold: float | None) -> dict[str, float]:
+        """Retrieval in both regimes and Macro-F1 at the fixed threshold (and at ``threshold``).
+        ``query``: the split's queries in the model's text space (cosines are taken there)."""
+        q, s = retrieval.l2_normalize(query), retrieval.l2_normalize(speech)
         cands, target = sample_candidates(data.groups, cfg.n_candidates, cfg.seed, salt)
         sampled = retrieval_metrics(ranks_sampled(q, s, cands, target))
         everything = retrieval_metrics(ranks_all(q, s, data.groups))
@@ -299,13 +318,16 @@ class ClaspWorkload(Workload):
         """Validation loss (what the checkpoint is chosen by), retrieval, and the Macro-F1
         threshold, which is stored in the model so the checkpoint tests with it."""
         systems, _ = self.speech_embeddings(model, val, cfg)
+        targets: TextTargets = model.targets  # type: ignore[assignment]
+        query, text = targets.numpy(val.query), targets.numpy(val.text)
         out: dict[str, float] = {}
         losses = []
         for k, (name, speech) in enumerate(systems.items()):
-            m = self._scores(speech, val, cfg, "val", None)
+            m = self._scores(speech, query, val, cfg, "val", None)
             model.val_threshold[k] = m["val_threshold"]  # type: ignore[index]
             own = getattr(model, "temperature", None)
-            losses.append(self._criterion(speech, val, cfg, float(own().detach()) if own is not None else cfg.temperature))
+            t = float(own().detach()) if own is not None else cfg.temperature
+            losses.append(self._criterion(speech, text, val, cfg, t))
             prefix = "val/" if name == "model" else f"val/asr/{name}/"
             out.update({prefix + key: m[key] for key in VAL_KEYS})
         out["val/loss"] = float(np.mean(losses))
@@ -317,18 +339,20 @@ class ClaspWorkload(Workload):
     def evaluate(self, model: nn.Module, test: ClaspData, cfg: ClaspConfig,  # type: ignore[override]
                  figures: bool = True) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         systems, weights = self.speech_embeddings(model, test, cfg)
+        query = model.targets.numpy(test.query)  # type: ignore[operator]
         metrics: dict[str, float] = {}
         rows: dict[str, dict[str, float]] = {}
         tables: dict[str, Any] = {}
         for k, (name, speech) in enumerate(systems.items()):
-            m = self._scores(speech, test, cfg, "test", float(model.val_threshold[k]))  # type: ignore[index]
+            m = self._scores(speech, query, test, cfg, "test", float(model.val_threshold[k]))  # type: ignore[index]
             if name == "model":
                 metrics.update({f"test/{key}": v for key, v in m.items()})
                 rows[_system_label(cfg)] = m
             else:
                 m["wer"] = asr_baseline.word_error_rate(test.references, [str(t) for t in test.transcripts[name]])
                 metrics.update({f"test/asr/{name}/{key}": v for key, v in m.items()})
-                rows[cfg.asr_models[name].label or f"ASR ({name})"] = m
+                label = cfg.asr_models[name].label or f"ASR ({name})"
+                rows[label if cfg.text_targets == "raw" else f"{label}, {cfg.text_targets} text space"] = m
                 tables[f"asr_transcripts_{name}"] = pd.DataFrame(
                     {"id": test.ids, "reference": test.references, "transcript": test.transcripts[name]})
         if "model" not in systems and len(systems) == 1:  # one ASR system: its numbers are the trial's headline
@@ -357,6 +381,8 @@ class ClaspWorkload(Workload):
 def _system_label(cfg: ClaspConfig) -> str:
     """What a trained system is called in its own result table (encoders as they actually ran)."""
     name = {"lasp": "LASP", "clasp": "CLASP"}[cfg.system]
+    if cfg.text_targets != "raw":
+        name = f"{name}, {cfg.text_targets} targets"
     parts = {"ssl": cfg.ssl_choice().label or cfg.ssl, "spectrogram": cfg.spectrogram.label or "spectrogram"}
     seen = [parts[m] for m in ("ssl", "spectrogram") if cfg.modality in (m, "combined")]
     return (f"{name}: {' + '.join(seen)} -> {cfg.text_choice().label or cfg.text} ({cfg.fusion}, "
