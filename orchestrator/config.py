@@ -75,6 +75,13 @@ class ProfileOverride(Strict):
     fixed: dict[str, Any] = {}
     num_samples: int | None = Field(None, ge=1)
     seeds: list[int] | None = None
+    # declared like a workload profile's (recorded as substitution.* / shortened.* / choice.* /
+    # deviation.* tags),
+    # for what this sweep's fixed values change: they replace the workload profile's same keys
+    substitutions: dict[str, str] = {}
+    shortened: dict[str, str] = {}
+    choices: dict[str, str] = {}
+    deviations: dict[str, str] = {}
 
 
 class SearchSpace(Strict):

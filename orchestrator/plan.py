@@ -10,6 +10,7 @@ Only ``pydantic``, ``yaml`` and the standard library are imported here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -19,6 +20,7 @@ from typing import Any
 from orchestrator import storage
 from orchestrator.config import (
     ConfigError,
+    ProfileOverride,
     SearchSpace,
     check_keys,
     discrete_combinations,
@@ -132,7 +134,7 @@ def resolve(inv: Invocation) -> SweepPlan:
         raise ConfigError(f"--max-epochs must be >= 1, got {inv.max_epochs}")
     space = load_search_space(inv.sweep)
     info = load_info(space.workload)
-    profile = info.profile(inv.profile)
+    profile = _declared(info.profile(inv.profile), space.profiles.get(inv.profile))  # type: ignore[call-overload]
     if inv.profile == "paper":
         if not inv.data_root:
             raise ConfigError("--profile paper reads the real datasets: give --data-root DIR")
@@ -201,6 +203,17 @@ def resolve(inv: Invocation) -> SweepPlan:
 
 # ------------------------------------------------------------------------------------------------
 # new runs and --resume
+
+
+def _declared(profile: Profile, override: ProfileOverride | None) -> Profile:
+    """The workload's profile with what a search space declares for its own fixed values on top
+    (e.g. the Japanese sweep's text encoder and segmenter stand-ins)."""
+    if override is None:
+        return profile
+    return dataclasses.replace(
+        profile, substitutions={**profile.substitutions, **override.substitutions},
+        shortened={**profile.shortened, **override.shortened},
+        choices={**profile.choices, **override.choices}, deviations={**profile.deviations, **override.deviations})
 
 
 RESUME_FLAGS = ("profile", "data_root", "num_samples", "max_epochs", "overrides", "skip_bad_items", "cache_dir",

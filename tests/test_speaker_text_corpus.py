@@ -512,7 +512,7 @@ def test_csv_errors_name_the_row(tmp_path: Path):
     msg = error([*good[:3], [good[3][0], "S01", "m", "", "", ""], *good[4:]])
     assert "speaker 'S01': column 'gender' is 'f' on line 4 but 'm' on line 5" in msg
     assert "unknown option" in error(good, n_desc=3)
-    assert "slot-filled descriptions exist only in English" in error(good, language="ja")
+    assert "slot-filled descriptions exist only in English and Japanese" in error(good, language="fr")
     assert "no metadata value" in error([[r[0], r[1]] for r in good], header[:2])
     with_split = [[*r[:2], s] for r, s in zip(good, ["train", "train", "", "", "val", "val"], strict=True)]
     assert "speaker 'S01' (line 4) has no split" in error(with_split, [*header[:2], "split"])

@@ -15,6 +15,7 @@ from orchestrator.encoders import (  # noqa: E402, F401
     logmel,
     multilingual_text,
     passt,
+    segmenters,
     spectrogram_cnn,
     text,
     wav2vec2,

@@ -29,7 +29,11 @@ so the ``local`` profile synthesises speakers whose attributes are known by cons
 * descriptions: :func:`workloads.speaker_text.descriptions.describe`: the slot-filled template
   of the paper's Fig. 2 ("A male speaker with a Scottish accent, a hoarse voice, low pitch and a
   fast speaking rate.") first, then paraphrases; the same K descriptions on every utterance of a
-  speaker. Whispered voices have no pitch, so their descriptions (and ``meta.pitch``) omit it;
+  speaker. Whispered voices have no pitch, so their descriptions (and ``meta.pitch``) omit it.
+  Option ``language: ja`` writes them in Japanese instead (:mod:`workloads.speaker_text.
+  descriptions_ja`, the same facts): the local stand-in for the paper's Japanese table, whose
+  speakers still speak English (no Japanese speech is synthesised: eSpeak NG's accents are what
+  tells its speakers apart);
 * splits: speakers disjoint; test speakers are drawn first, then val, then train, each from its
   own seeded stream (so the test set does not change when ``n_train`` does). Within val and
   within test every speaker has a different description-level attribute tuple (sex, quality,
@@ -87,15 +91,16 @@ from orchestrator.corpus import (
 )
 from orchestrator.synth.trim import trim_silence
 from workloads.speaker_text.descriptions import GRAMMAR_VERSION, Fact, describe
+from workloads.speaker_text.descriptions_ja import GRAMMAR_VERSION_JA, describe_ja
 
 CORPUS_NAME = "speaker_text_local"
 SR = 16000
-LANGUAGE = "en"
 BUILD_VERSION = 1  # bump when the synthesis recipe changes, so old caches are not reused
 DEFAULT_OPTIONS: dict[str, Any] = {
     "n_train": 160, "n_val": 20, "n_test": 40, "utts_per_speaker": 6, "n_descriptions": 5,
-    "seed": 0, "channel": True,
+    "seed": 0, "channel": True, "language": "en",
 }  # fmt: skip
+DESCRIPTION_LANGUAGES = ("en", "ja")  # ja: the Japanese grammar (cts_systems_ja on the local profile)
 SPLIT_ORDER = (("test", "n_test"), ("val", "n_val"), ("train", "n_train"))  # drawing order
 UNIQUE_TUPLES = ("val", "test")
 
@@ -397,6 +402,10 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
         if cfg[k] < 0:
             raise ManifestError(f"{CORPUS_NAME}: option {k} must be >= 0, got {cfg[k]}")
     cfg["channel"] = bool(cfg["channel"])
+    cfg["language"] = str(cfg["language"])
+    if cfg["language"] not in DESCRIPTION_LANGUAGES:
+        raise ManifestError(f"{CORPUS_NAME}: option language must be one of {list(DESCRIPTION_LANGUAGES)} "
+                            f"(the language of the descriptions), got {cfg['language']!r}")
     for k in ("n_train", "utts_per_speaker", "n_descriptions"):
         if cfg[k] < 1:
             raise ManifestError(f"{CORPUS_NAME}: option {k} must be >= 1, got {cfg[k]}")
@@ -406,7 +415,8 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
 def _speaker_rows(spk: Speaker, cfg: dict[str, Any], out_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Synthesise one speaker's utterances; manifest rows and the speaker's record."""
     try:
-        texts = describe(spk.facts(), cfg["n_descriptions"], seeded_rng("descriptions", cfg["seed"], spk.id))
+        describe_in = describe_ja if cfg["language"] == "ja" else describe
+        texts = describe_in(spk.facts(), cfg["n_descriptions"], seeded_rng("descriptions", cfg["seed"], spk.id))
     except ValueError as e:
         raise ManifestError(f"{CORPUS_NAME}: {spk.id}: {e}") from None
     meta = json.dumps(spk.meta(), sort_keys=True)
@@ -420,7 +430,7 @@ def _speaker_rows(spk: Speaker, cfg: dict[str, Any], out_dir: Path) -> tuple[lis
         utts.append({"id": item_id, "sentence": sentence})
         rows.append({"id": item_id, "split": spk.split, "audio_path": rel, "sr": SR, "offset": 0.0,
                      "duration": len(audio) / SR, "texts": texts, "label": spk.id, "speaker": spk.id,
-                     "language": LANGUAGE, "meta": meta})  # fmt: skip
+                     "language": cfg["language"], "meta": meta})  # fmt: skip
     return rows, {"split": spk.split, "meta": spk.meta(), "descriptions": texts, "utterances": utts}
 
 
@@ -428,7 +438,10 @@ def _speaker_rows(spk: Speaker, cfg: dict[str, Any], out_dir: Path) -> tuple[lis
 def build_speaker_text_local(req: CorpusRequest) -> Path:
     cfg = resolve_options(req.options)
     pkgs = package_versions(("espeakng-loader", "soxr", "soundfile", "numpy", "scipy"))
-    key = {"corpus": CORPUS_NAME, **cfg, "version": BUILD_VERSION, "grammar": GRAMMAR_VERSION, "pkgs": pkgs}
+    grammar = GRAMMAR_VERSION if cfg["language"] == "en" else f"ja{GRAMMAR_VERSION_JA}"
+    key = {"corpus": CORPUS_NAME, **cfg, "version": BUILD_VERSION, "grammar": grammar, "pkgs": pkgs}
+    if cfg["language"] == "en":  # the key of the English corpus stays what it was before the option
+        del key["language"]
     out_dir = build_dir(Path(req.work_dir) / CORPUS_NAME, key)
     manifest = out_dir / "manifest.parquet"
     if manifest.exists():

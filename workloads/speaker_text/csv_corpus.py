@@ -13,14 +13,15 @@ one row per utterance:
 * ``description`` (optional): free text; different rows of a speaker may carry different
   descriptions, which are collected per speaker (first-seen order, duplicates once) and put on
   every utterance of that speaker. Every speaker then needs at least one. This is the way for
-  non-English texts (the paper's Japanese prompts): set option ``language`` accordingly;
+  one's own non-English texts (the paper's Japanese prompts): set option ``language`` accordingly;
 * ``offset`` / ``duration`` (optional, seconds): a segment of a longer recording (CSJ lectures);
 * ``id`` (optional): the item id; default ``<speaker_id>/<audio path without suffix>``, the path
   taken below the deepest folder that holds all the audio (plus ``@<offset>`` when the speaker's
   rows give segments);
 * any other column is speaker metadata: it goes into ``meta`` and, when there is no
   ``description`` column, slot-fills ``n_descriptions`` English descriptions with the shared
-  paraphrase grammar (:mod:`workloads.speaker_text.descriptions`; columns named gender/sex,
+  paraphrase grammar (:mod:`workloads.speaker_text.descriptions`, or with ``language: ja`` the
+  Japanese one, :mod:`workloads.speaker_text.descriptions_ja`; columns named gender/sex,
   accent, nationality/country, age, pitch, rate/speaking_rate, quality get idiomatic phrases,
   others are stated as "whose <column> is <value>"). Metadata may be given on any row of a
   speaker, but two different values of one column for one speaker are an error.
@@ -57,6 +58,7 @@ from orchestrator.corpus import (
     write_manifest,
 )
 from workloads.speaker_text.descriptions import GRAMMAR_VERSION, describe, facts_from_attributes
+from workloads.speaker_text.descriptions_ja import GRAMMAR_VERSION_JA, describe_ja
 
 CORPUS_NAME = "speaker_text_csv"
 DEFAULT_CSV = "speakers.csv"
@@ -252,15 +254,16 @@ def texts_for(path: Path, spk: SpeakerRows, has_description: bool, cfg: dict[str
                 f"{path}: speaker {spk.speaker!r} (line {spk.first_line}) has no description on any row"
             )
         return spk.descriptions
-    if cfg["language"] != "en":
+    if cfg["language"] not in ("en", "ja"):
         raise ManifestError(f"{path}: no description column, and slot-filled descriptions exist only in English "
-                            f"(language={cfg['language']!r}); add a description column")  # fmt: skip
+                            f"and Japanese (language={cfg['language']!r}); add a description column")  # fmt: skip
     facts = facts_from_attributes({c: v for c, (v, _) in spk.meta.items()})
     if not facts:
         raise ManifestError(f"{path}: speaker {spk.speaker!r} (line {spk.first_line}): no description column and no "
                             "metadata value to describe the speaker from")  # fmt: skip
     try:
-        return describe(facts, cfg["n_descriptions"], seeded_rng("descriptions", cfg["seed"], spk.speaker))
+        describe_in = describe_ja if cfg["language"] == "ja" else describe
+        return describe_in(facts, cfg["n_descriptions"], seeded_rng("descriptions", cfg["seed"], spk.speaker))
     except ValueError as e:
         raise ManifestError(f"{path}: speaker {spk.speaker!r}: {e}") from None
 
@@ -283,7 +286,8 @@ def build_speaker_text_csv(req: CorpusRequest) -> Path:
     splits = assign_splits(path, speakers, "split" in columns, cfg)
     texts = {s: texts_for(path, spk, "description" in columns, cfg) for s, spk in speakers.items()}
     key = {"corpus": CORPUS_NAME, **{k: v for k, v in cfg.items() if k != "csv"}, "csv": str(path.resolve()),
-           "grammar": GRAMMAR_VERSION, "inputs": _digest(path, speakers)}  # fmt: skip
+           "grammar": GRAMMAR_VERSION if cfg["language"] != "ja" else f"ja{GRAMMAR_VERSION_JA}",
+           "inputs": _digest(path, speakers)}  # fmt: skip
     manifest = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
     if manifest.exists():
         return manifest
