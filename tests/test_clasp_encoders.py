@@ -206,6 +206,68 @@ def test_hf_efficientnet_by_path(tmp_path) -> None:
     assert not np.allclose(emb[0], emb[1], rtol=1e-2)  # and so does the audio
 
 
+def tiny_efficientnet_classifier(path, num_labels: int = 10) -> str:
+    """A tiny random ``EfficientNetForImageClassification`` (He-initialised like
+    :func:`tiny_efficientnet`, so its logits depend on the image), saved in the HF layout."""
+    from transformers import EfficientNetConfig, EfficientNetForImageClassification
+
+    torch.manual_seed(0)
+    cfg = EfficientNetConfig(image_size=64, width_coefficient=0.25, depth_coefficient=0.2, hidden_dim=320,
+                             drop_connect_rate=0.0, num_labels=num_labels)
+    model = EfficientNetForImageClassification(cfg)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+        torch.nn.init.normal_(model.classifier.weight, std=1.0)
+        model.train()
+        model(torch.randn(16, 3, 64, 64))
+    model.eval().save_pretrained(path)
+    return str(path)
+
+
+def test_hf_efficientnet_class_scores_are_the_models_logits(tmp_path) -> None:
+    """output: class_scores (the notebook's spectrogram feature: EfficientNet-B7's 1,000 ImageNet
+    scores) gives, per clip, exactly the classifier's logits for the encoder's own image."""
+    from transformers import EfficientNetForImageClassification
+
+    d = tiny_efficientnet_classifier(tmp_path / "cls")
+    enc = build_encoder("spectrogram_cnn", backbone=d, output="class_scores")
+    pooled = build_encoder("spectrogram_cnn", backbone=d)
+    assert (enc.dim, pooled.dim) == (10, 320)
+    waves = [noise(1, SR), noise(2, SR // 3), noise(3, SR // 2, scale=0.01)]
+    emb = enc.embed(waves)
+    model = EfficientNetForImageClassification.from_pretrained(d, local_files_only=True).eval()
+    with torch.no_grad():
+        logits = model(pixel_values=torch.stack([enc.features(w) for w in waves])).logits.numpy()
+    assert emb.shape == (3, 10) and np.abs(emb).max() > 1e-2
+    np.testing.assert_allclose(emb, logits, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(emb[0], emb[1], rtol=1e-2)  # the audio reaches the scores
+    assert [f.shape for f in enc.frames(waves)] == [(1, 10)] * 3  # one frame per clip: its scores
+    # the option is in the cache key; the pooled feature's key is what it was before the option
+    assert enc.params()["output"] == "class_scores" and "output" not in pooled.params()
+    assert enc.params() != pooled.params() and enc.weights_hash() == pooled.weights_hash()
+    # a feature-only checkpoint has no classifier: refused in one line, never a random head
+    bare = tiny_efficientnet(tmp_path / "bare", None)
+    with pytest.raises(EncoderUnavailableError, match="classifier") as err:
+        build_encoder("spectrogram_cnn", backbone=bare, output="class_scores")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="output"):
+        build_encoder("spectrogram_cnn", backbone=d, output="probabilities")
+
+
+def test_lite0_class_scores_are_its_imagenet_logits(lite0, sentence_waves) -> None:
+    enc = build_encoder("spectrogram_cnn", output="class_scores")
+    waves = sentence_waves[:2]
+    emb = enc.embed(waves)
+    with torch.no_grad():
+        want = lite0.net(torch.stack([lite0.features(w) for w in waves])).numpy()
+    assert emb.shape == (2, 1000)
+    np.testing.assert_allclose(emb, want, rtol=1e-4, atol=1e-4)
+
+
 def test_hf_efficientnet_missing_is_one_line(tmp_path) -> None:
     for name in ("google/efficientnet-b0-not-cached-here", str(tmp_path / "nowhere")):
         with pytest.raises(EncoderUnavailableError) as err:

