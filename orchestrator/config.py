@@ -73,6 +73,9 @@ class ResourceSpec(Strict):
 
 class ProfileOverride(Strict):
     fixed: dict[str, Any] = {}
+    # searched params of this profile, over the space's (e.g. rows that need weights only the paper
+    # profile has: cts_systems' CLAP rows)
+    param_space: dict[str, ParamSpec] = {}
     num_samples: int | None = Field(None, ge=1)
     seeds: list[int] | None = None
     # declared like a workload profile's (recorded as substitution.* / shortened.* / choice.* /
@@ -102,14 +105,17 @@ class SearchSpace(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "SearchSpace":
+        every = [*self.param_space.items(), *(i for p in self.profiles.values() for i in p.param_space.items())]
         if self.searcher == "grid":
-            bad = [k for k, p in self.param_space.items() if p.type != "grid"]
+            bad = [k for k, p in every if p.type != "grid"]
             if bad:
                 raise ValueError(f"searcher 'grid' only takes grid params; {bad} are not")
         else:
-            bad = [k for k, p in self.param_space.items() if p.type == "grid"]
+            bad = [k for k, p in every if p.type == "grid"]
             if bad:
                 raise ValueError(f"searcher 'optuna' cannot take grid params {bad}; use choice")
+        if any("seed" in p.param_space for p in self.profiles.values()):
+            raise ValueError("set seeds with the 'seeds' list, not as a param")
         for prof in self.profiles.values():
             if self.searcher == "optuna" and prof.seeds and len(prof.seeds) > 1:
                 raise ValueError("an optuna sweep runs one seed; list several seeds only in a grid sweep")
@@ -120,6 +126,14 @@ class SearchSpace(Strict):
         return self
 
     # -- resolved views for one profile ---------------------------------------------------------
+    def for_profile(self, profile: str) -> "SearchSpace":
+        """This space with the profile's searched params over its own (the rest of a profile's
+        overrides is read through the ``*_for`` methods)."""
+        p = self.profiles.get(profile)  # type: ignore[call-overload]
+        if p is None or not p.param_space:
+            return self
+        return self.model_copy(update={"param_space": {**self.param_space, **p.param_space}})
+
     def fixed_for(self, profile: str) -> dict[str, Any]:
         out = dict(self.fixed)
         if profile in self.profiles:

@@ -132,7 +132,7 @@ def resolve(inv: Invocation) -> SweepPlan:
         raise ConfigError(f"--max-concurrent must be >= 1, got {inv.max_concurrent}")
     if inv.max_epochs is not None and inv.max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, got {inv.max_epochs}")
-    space = load_search_space(inv.sweep)
+    space = load_search_space(inv.sweep).for_profile(inv.profile)
     info = load_info(space.workload)
     profile = _declared(info.profile(inv.profile), space.profiles.get(inv.profile))  # type: ignore[call-overload]
     if inv.profile == "paper":

@@ -19,6 +19,6 @@ INFO = WorkloadInfo(
     impl="workloads.speaker_text.workload:SpeakerTextWorkload",
     data_fields=("system", "dataset", "corpus_options", "speaker_encoder", "speaker_encoder_params",
                  "pann_encoder", "pann_encoder_params", "wav2vec_encoder", "wav2vec_encoder_params",
-                 "text_encoder", "text_encoder_params"),
+                 "text_encoder", "text_encoder_params", "clap_model"),
     inference_fields=("fusion_n", "fusion_keep_query", "fuse_database", "lda_dim", "tsne_speakers"),
 )

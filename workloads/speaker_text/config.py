@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AudioRole = Literal["speaker", "pann", "wav2vec"]
-LossName = Literal["unlinked", "cts", "cts_aam", "supcon"]
+AudioRole = Literal["speaker", "pann", "wav2vec", "clap"]
+LossName = Literal["unlinked", "cts", "cts_aam", "supcon", "zero_shot", "bce"]
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,15 @@ class System:
     audio: AudioRole
     loss: LossName
     loss_label: str  # as Table I writes it
+    row_label: str = ""  # Table I's System column when it is not the key ("[8]")
 
 
 SYSTEMS: dict[str, System] = {
+    # [8]: CLAP (HTSAT audio, RoBERTa text) as released, and fine-tuned on the training speakers
+    # with a binary cross-entropy loss (footnote 10): both CLAP towers frozen, its two projection
+    # heads trained (workloads/speaker_text/clap_heads.py)
+    "CLAP": System("clap", "zero_shot", "- (zero-shot)", "[8] CLAP"),
+    "CLAP_ft": System("clap", "bce", "BCE (fine-tuned heads)", "[8] CLAP (fine-tuned)"),
     "B00": System("speaker", "unlinked", "(unlinked, LDA)"),
     "B01": System("pann", "cts", "L_CTS,tot"),
     "B02": System("wav2vec", "cts", "L_CTS,tot"),
@@ -35,14 +41,14 @@ SYSTEMS: dict[str, System] = {
     "C01": System("speaker", "cts_aam", "L_CTS,tot^spk (AAM-softmax)"),
     "C02": System("speaker", "supcon", "L_CTS,tot^sup (SupCon)"),
 }
-ROLE_LABELS = {"speaker": "ECAPA-TDNN", "pann": "PANN", "wav2vec": "Wav2Vec2.0"}  # the paper's names
-PAPER_ENCODERS = {"speaker": "ecapa_tdnn", "pann": "cnn14", "wav2vec": "wav2vec2"}  # ... as registered encoders
+ROLE_LABELS = {"speaker": "ECAPA-TDNN", "pann": "PANN", "wav2vec": "Wav2Vec2.0", "clap": "HTSAT [13] (CLAP)"}  # the paper's names
+PAPER_ENCODERS = {"speaker": "ecapa_tdnn", "pann": "cnn14", "wav2vec": "wav2vec2", "clap": "clap_audio"}  # ... as registered encoders
 
 
 class SpeakerTextConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    system: Literal["B00", "B01", "B02", "B03", "C01", "C02"] = "B03"
+    system: Literal["CLAP", "CLAP_ft", "B00", "B01", "B02", "B03", "C01", "C02"] = "B03"
 
     # data: the corpus (local profile: the synthetic eSpeak corpus; paper: VoxCeleb1, or a CSV of
     # one's own, e.g. CSJ) and one frozen encoder per role (paper encoders by default)
@@ -56,6 +62,9 @@ class SpeakerTextConfig(BaseModel):
     wav2vec_encoder_params: dict[str, Any] = {"model": "facebook/wav2vec2-large-960h", "output": "extract_features"}
     text_encoder: str = "hf"
     text_encoder_params: dict[str, Any] = {"model": "bert-base-uncased", "pooling": "mean"}
+    # [8]'s rows read both towers of one CLAP checkpoint (HF id in the local cache, or a directory),
+    # as the pooled features its projection heads take (the heads are the model: clap_heads.py)
+    clap_model: str = "laion/clap-htsat-unfused"
 
     # network (II-A, III-B): per modality an FC projection to proj_dim, then n_transform FC layers
     proj_dim: int = Field(768, ge=2)
@@ -102,7 +111,14 @@ class SpeakerTextConfig(BaseModel):
         """The (encoder, params) of the audio role this system reads."""
         return {"speaker": (self.speaker_encoder, self.speaker_encoder_params),
                 "pann": (self.pann_encoder, self.pann_encoder_params),
-                "wav2vec": (self.wav2vec_encoder, self.wav2vec_encoder_params)}[self.spec.audio]
+                "wav2vec": (self.wav2vec_encoder, self.wav2vec_encoder_params),
+                "clap": ("clap_audio", {"model": self.clap_model, "output": "pooled"})}[self.spec.audio]
+
+    def text_encoder_for_system(self) -> tuple[str, dict[str, Any]]:
+        """The (encoder, params) of the text view: CLAP's own text tower for [8]'s rows."""
+        if self.spec.audio == "clap":
+            return "clap_text", {"model": self.clap_model, "output": "pooled"}
+        return self.text_encoder, self.text_encoder_params
 
     def resolved_sampler(self) -> Literal["random", "pk"]:
         if self.sampler != "auto":

@@ -155,7 +155,8 @@ def _metric_cells(value: Any) -> dict[str, Any]:
 
 def table_row(system: str, encoder: str, metrics: dict[str, float], prefix: str = "test/") -> dict[str, Any]:
     """One trial's Table I row (numbers, mAP10 in percent)."""
-    row: dict[str, Any] = {"System": system, "Speaker/Audio enc.": encoder, "Loss": SYSTEMS[system].loss_label}
+    row: dict[str, Any] = {"System": SYSTEMS[system].row_label or system, "Speaker/Audio enc.": encoder,
+                           "Loss": SYSTEMS[system].loss_label}
     row.update(_metric_cells(lambda k, m: _cell(m, metrics[f"{prefix}{k}"])))
     row[TEXT_EER] = 100.0 * metrics[f"{prefix}text_eer"] if f"{prefix}text_eer" in metrics else None
     return row
@@ -193,7 +194,8 @@ def table_one(trials: pd.DataFrame, encoders: dict[str, str]) -> pd.DataFrame:
         g = trials[trials["system"].astype(str) == system]
         if g.empty:
             continue
-        row: dict[str, Any] = {"System": system, "Speaker/Audio enc.": encoder_label(system, encoders),
+        row: dict[str, Any] = {"System": SYSTEMS[system].row_label or system,
+                               "Speaker/Audio enc.": encoder_label(system, encoders),
                                "Loss": SYSTEMS[system].loss_label, "seeds": int(g["seed"].nunique())}
 
         def cell(key: str, metric: str, g: pd.DataFrame = g) -> str:

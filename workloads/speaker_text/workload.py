@@ -25,6 +25,7 @@ from orchestrator.workload import DataSpec, ViewSpec, Workload
 from workloads.speaker_text import INFO, corpus_local, csv_corpus, voxceleb  # noqa: F401  (register the corpora)
 from workloads.speaker_text import data as D
 from workloads.speaker_text.config import SYSTEMS, SpeakerTextConfig
+from workloads.speaker_text.clap_heads import ClapHeads, pair_bce
 from workloads.speaker_text.figures import fusion_curve, tsne_figure
 from workloads.speaker_text.fusion import fuse
 from workloads.speaker_text.lda import UnlinkedLDA
@@ -54,8 +55,8 @@ def _share(global_size: int, world: int, name: str) -> int:
 
 def _gathered(outputs: dict[str, torch.Tensor], cfg: SpeakerTextConfig) -> dict[str, torch.Tensor]:
     """The embeddings (and AAM cosines) of every worker's batch share, in rank order."""
-    out = {k: gather_with_grad(outputs[k]) for k in ("s_p", "t_p", "s_t", "t_t")}
-    out["scale"] = outputs["scale"]
+    out = {k: gather_with_grad(outputs[k]) for k in ("s_p", "t_p", "s_t", "t_t") if k in outputs}
+    out.update({k: outputs[k] for k in ("scale", "bias") if k in outputs})
     if "spk_cos" in outputs:  # with aam_inputs=both: [speaker rows; text rows], gathered per half
         halves = outputs["spk_cos"].chunk(1 if cfg.aam_inputs == "speaker" else 2)
         out["spk_cos"] = torch.cat([gather_with_grad(h) for h in halves])
@@ -86,7 +87,7 @@ class SpeakerTextWorkload(Workload):
         corpus = corpus_local.CORPUS_NAME if profile == "local" else CORPORA[cfg.dataset]
         return DataSpec(corpus, corpus_options=dict(cfg.corpus_options), views={
             AUDIO_VIEW: ViewSpec("audio", encoder, dict(params)),
-            TEXT_VIEW: ViewSpec("text", cfg.text_encoder, dict(cfg.text_encoder_params)),
+            TEXT_VIEW: ViewSpec("text", cfg.text_encoder_for_system()[0], dict(cfg.text_encoder_for_system()[1])),
         })
 
     def to_data(self, table: pa.Table) -> D.SpeakerTextData:
@@ -106,6 +107,8 @@ class SpeakerTextWorkload(Workload):
         dims = dict(in_dim)
         if cfg.spec.loss == "unlinked":
             return UnlinkedLDA(dims["speaker"], dims["text"], dims["n_speakers"])
+        if cfg.spec.audio == "clap":
+            return ClapHeads(cfg)
         return LinkingNetwork(dims["speaker"], dims["text"], dims["n_speakers"], cfg)
 
     def fit_closed_form(self, model: torch.nn.Module, train: D.SpeakerTextData, cfg: SpeakerTextConfig) -> None:
@@ -117,7 +120,8 @@ class SpeakerTextWorkload(Workload):
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), None
 
     def epochs(self, cfg: SpeakerTextConfig) -> int:
-        return 0 if cfg.spec.loss == "unlinked" else cfg.epochs  # B00 is fitted, not trained
+        # B00 is fitted and [8] zero-shot is CLAP as released: neither trains
+        return 0 if cfg.spec.loss in ("unlinked", "zero_shot") else cfg.epochs
 
     def eval_every(self, cfg: SpeakerTextConfig) -> int:
         return cfg.eval_every
@@ -139,6 +143,8 @@ class SpeakerTextWorkload(Workload):
         # loss, whose gradients DDP's averaging turns into the single-worker ones
         outputs = _gathered(outputs, cfg)
         scale, labels = outputs["scale"], gather_no_grad(batch["labels"])
+        if cfg.spec.loss == "bce":
+            return pair_bce(outputs["s_p"], outputs["t_p"], labels, scale, outputs["bias"])
         if cfg.spec.loss == "supcon":
             return (supcon_cts(outputs["s_p"], outputs["t_p"], labels, scale)
                     + supcon_cts(outputs["s_t"], outputs["t_t"], labels, scale))
