@@ -300,7 +300,7 @@ def test_the_five_search_spaces_resolve(profile: str, tmp_path) -> None:
              for s in ("clasp_modality", "clasp_backbone", "clasp_loss", "clasp_multilingual", "clasp_lr")}
     assert plans["clasp_modality"].n_trials == 9 and plans["clasp_backbone"].n_trials == (8 if profile == "local" else 24)
     assert plans["clasp_multilingual"].is_eval and not plans["clasp_loss"].is_eval  # query language: inference only
-    assert plans["clasp_loss"].n_trials == 18  # (LASP, ASR, CLASP) x (raw, centred text targets) x 3 seeds
+    assert plans["clasp_loss"].n_trials == 27  # (LASP, ASR, CLASP) x (raw, centred, z-scored targets) x 3 seeds
     assert all(p.base["candidates"] == ("sampled" if s in ("clasp_modality", "clasp_backbone") else "all")
                for s, p in plans.items())
     # stage 1 trains all 50 epochs; the later stages stop early (the config's patience)
@@ -502,3 +502,9 @@ def test_stage3_table_labels_the_text_space() -> None:
                                    "ASR baseline: w, centred text space", "CLASP (ours)",
                                    "CLASP (ours), centred targets"]
     assert t["HITS@1"].tolist()[:2] == ["0.200", "0.600"]  # one seed: no ± part
+
+
+def test_stage2_names_the_notebooks_gating() -> None:
+    rows = [{"fusion": f, "seed": 0, "test/hits1": 0.5} for f in ("concat", "gating_lstm", "gating")]
+    table = summary_tables(pd.DataFrame(rows))["table2_stage2_backbone_fusion"]
+    assert table["Model Architecture"].tolist() == ["Gating", "Gating (notebook's LSTM gates)", "Concatenation"]
