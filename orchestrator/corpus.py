@@ -148,6 +148,99 @@ def publish_corpus(manifest: Path, dest: str, with_audio: bool) -> str:
     return target
 
 
+class AudioCheck:
+    """What a corpus build learns about its audio files from their headers, without decoding.
+
+    A real corpus may lack a few of the files its tables list (one absent clip of a 1.7-million-row
+    Common Voice release), or hold files whose header cannot be read. Neither stops the build:
+    the row is kept with ``fallback_sr`` and duration 0 ("whole file"), named in the build log,
+    and left to the core's bad-item check, which runs before any encoding (see
+    :func:`missing_audio`): it stops with one line naming the items and files, or, with
+    ``--skip-bad-items``, quarantines them and records them with their reason (the views'
+    ``quarantine.json``, logged to MLflow as ``data/quarantine.json``). No row is dropped here, so
+    nothing is dropped without a record.
+    """
+
+    def __init__(self, corpus: str):
+        self.corpus = corpus
+        self.missing: list[str] = []
+        self.unreadable: list[str] = []
+        self._seen: dict[str, tuple[int, float]] = {}  # a file read for several rows is noted once
+
+    def info(self, path: Path | str, fallback_sr: int, where: str = "") -> tuple[int, float]:
+        """``(sample rate, duration in s)`` from the header; a missing or unreadable file gives
+        ``(fallback_sr, 0.0)`` and is noted (``where``: e.g. "line 4: ", for the log)."""
+        import soundfile as sf
+
+        key = str(path)
+        if key in self._seen:
+            return self._seen[key]
+        out = (fallback_sr, 0.0)
+        if not os.path.isfile(path):
+            self.missing.append(f"{where}{path}")
+        else:
+            try:
+                info = sf.info(key)
+                out = (int(info.samplerate), float(info.frames) / info.samplerate)
+            except Exception as e:  # noqa: BLE001  (libsndfile raises its own error types)
+                self.unreadable.append(f"{where}{path} ({e})")
+        self._seen[key] = out
+        return out
+
+    def log(self, show: int = 3, hint: str = "") -> None:
+        """One warning line per kind of problem (counts and the first few files); ``hint`` is
+        added to the missing files' line (e.g. which archive to extract)."""
+        check = "kept for the extraction's bad-item check (fails, or quarantines with --skip-bad-items)"
+        if self.missing:
+            print(f"[{self.corpus}] warning: {len(self.missing)} audio file(s) not found, {check}: "
+                  f"{'; '.join(self.missing[:show])}{hint}")  # fmt: skip
+        if self.unreadable:
+            print(f"[{self.corpus}] warning: {len(self.unreadable)} audio file(s) with an unreadable header, "
+                  f"{check}: {'; '.join(self.unreadable[:show])}")  # fmt: skip
+
+
+def input_stats(paths: list[Path]) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime)`` of a build's input files, its build key's cheap identity; a missing
+    file gets ``(path, -1, -1)``, so the corpus is rebuilt once the file appears."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append((str(p), -1, -1))
+    return out
+
+
+def missing_audio(table: pa.Table) -> dict[str, str]:
+    """Items whose local audio file does not exist: ``id -> "missing audio file <path>"`` (the
+    reason decoding would give). Checked before extraction, so a corpus built with absent files
+    (:class:`AudioCheck`) stops before any encoding, or quarantines them up front. URIs are left to
+    decoding (a stat per object would cost a request each)."""
+    from orchestrator import storage
+
+    out: dict[str, str] = {}
+    exists: dict[str, bool] = {}
+    for item, path in zip(table.column("id").to_pylist(), table.column("audio_path").to_pylist(), strict=True):
+        if storage.is_uri(path):
+            continue
+        if path not in exists:
+            exists[path] = os.path.isfile(path)
+        if not exists[path]:
+            out[item] = f"missing audio file {path}"
+    return out
+
+
+def check_splits(rows: list[dict[str, Any]], source: str, unit: str = "item", hint: str = "") -> None:
+    """One line naming the first of train/val/test that a build left empty (a grouped or
+    speaker-disjoint split of a small corpus can): an empty split would give an empty table."""
+    counts = {s: sum(1 for r in rows if r["split"] == s) for s in SPLITS}
+    empty = [s for s in SPLITS if not counts[s]]
+    if empty:
+        have = ", ".join(f"{s} {n}" for s, n in counts.items())
+        raise ManifestError(f"{source}: split {empty[0]!r} is empty ({have} {unit}s){hint}")
+
+
 class FileHashMemo:
     """Content hashes of audio files, remembered by (path, size, mtime) in a small sqlite file.
 

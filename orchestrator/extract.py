@@ -8,7 +8,9 @@ every finished shard and the next run encodes only what is missing.
 
 Bad items never vanish: unreadable/empty audio, non-finite outputs, empty or whitespace-only texts
 either stop the run with one line naming them or, with ``skip_bad_items``, are quarantined and
-listed in the cache's metadata (and from there in MLflow).
+listed in the cache's metadata (and from there in MLflow). Missing audio files (a real corpus keeps
+the rows its tables list, see ``orchestrator.corpus.AudioCheck``) are found before any encoding, by a
+stat per file: without ``skip_bad_items`` such a run stops before Ray does any work.
 
 Cache rows hold only what the encoder produced, keyed by item id (and text index): splits, labels
 and texts come from the manifest when trials join the views (``orchestrator.views``), so
@@ -26,11 +28,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from orchestrator.audio import BadAudioError, load_audio
 from orchestrator import storage
 from orchestrator.cache import CacheEntry, cache_key
-from orchestrator.corpus import FileHashMemo, audio_fingerprint, read_manifest, text_fingerprint
+from orchestrator.corpus import FileHashMemo, audio_fingerprint, missing_audio, read_manifest, text_fingerprint
 from orchestrator.encoders.base import AudioEncoder, build_encoder
 from orchestrator.encoders.text import FrozenTextEncoder, build_text_encoder
 from orchestrator.progress import Progress
@@ -184,9 +187,14 @@ class _Plan:
 
 
 def _audio_plan(table: pa.Table, memo: FileHashMemo) -> _Plan:
+    """Items whose audio file is missing (a real corpus kept them, see ``AudioCheck``) are bad
+    before encoding: the run stops before any Ray work, or they are quarantined up front."""
     ids = table.column("id").to_pylist()
+    bad = missing_audio(table)
     units = table.select(["id", "audio_path", "offset", "duration"])
-    return _Plan(units, audio_fingerprint(table, memo), {i: [{"id": i}] for i in ids}, {}, ids)
+    if bad:
+        units = units.filter(pc.invert(pc.is_in(units.column("id"), value_set=pa.array(sorted(bad), pa.string()))))
+    return _Plan(units, audio_fingerprint(table, memo), {i: [{"id": i}] for i in ids}, bad, ids)
 
 
 def _text_plan(table: pa.Table, source: str) -> _Plan:
