@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from orchestrator.corpus import SPLITS, CorpusRequest, ManifestError, build_corpus, read_manifest, seeded_rng
+from tests.bad_audio import assert_missing_is_a_bad_item
 from workloads.speaker_text import corpus_local, csv_corpus, voxceleb  # noqa: F401  (registers the corpora)
 from workloads.speaker_text.corpus_local import (
     ACCENT_VOICES,
@@ -374,13 +376,62 @@ def test_voxceleb1_missing_inputs_are_one_line_errors(tmp_path: Path):
     for p in (root / "wav" / "id10271").rglob("*.wav"):
         p.unlink()
     assert re.search(r"1 speaker folder\(s\) without any <video>/\*\.wav, e\.g\. .*id10271", error(root))
-    for p in sorted((root / "wav" / "id10271").rglob("*"), reverse=True):
-        p.rmdir()
-    (root / "wav" / "id10271").rmdir()
-    msg = error(root)
-    assert "missing for 1 of 9 speaker(s)" in msg and "1 test" in msg and "id10271" in msg and str(root / "wav") in msg
     assert "n_val=6 leaves no training speaker" in error(write_vox_root(tmp_path / "v2"), n_val=6)
     assert "unknown option" in error(root, n_utts=3)
+    empty = tmp_path / "v3"
+    write_vox(empty, meta=VOX_META)
+    for spk, *_ in VOX_META:
+        shutil.rmtree(empty / "wav" / spk)
+    msg = error(empty)
+    assert "audio missing for all 9 speaker(s)" in msg and str(empty / "wav") in msg
+
+
+def test_voxceleb1_speakers_without_audio_are_skipped_with_a_count(tmp_path: Path, capsys):
+    root = write_vox_root(tmp_path / "vox1")
+    shutil.rmtree(root / "wav" / "id10271")
+    shutil.rmtree(root / "wav" / "id10002")
+    rows = read_manifest(build_corpus(vox_request(root, tmp_path / "work", n_val=1))).to_pylist()
+    assert {r["speaker"] for r in rows} == {s for s, *_ in VOX_META} - {"id10271", "id10002"}
+    assert len(rows) == 7 * 4 and {r["split"] for r in rows} == {"train", "val", "test"}
+    out = capsys.readouterr().out
+    assert "2 of 9 speaker(s) in vox1_meta.csv have no audio folder (1 dev, 1 test) and were skipped" in out
+    assert "id10002" in out and "id10271" in out
+
+
+def test_voxceleb1_test_zip_only_runs(tmp_path: Path, capsys):
+    """vox1_test_wav.zip alone: the 1,211 dev speakers are skipped with a count and the test
+    speakers are split speaker-disjointly into train/val/test."""
+    root = tmp_path / "vox1"
+    test_meta = [(f"id{10270 + k}", f"Name_{k}", "mf"[k % 2], "USA", "test") for k in range(8)]
+    write_vox(root, meta=VOX_META[:6] + test_meta, wav_dir_of=lambda s: f"vox1_{s}_wav/wav")
+    shutil.rmtree(root / "vox1_dev_wav")
+    rows = read_manifest(build_corpus(vox_request(root, tmp_path / "work"))).to_pylist()
+    split_of: dict[str, str] = {}
+    for r in rows:
+        assert split_of.setdefault(r["speaker"], r["split"]) == r["split"]  # speaker-disjoint
+        assert json.loads(r["meta"])["set"] == "test"
+    assert sorted(split_of) == [s for s, *_ in test_meta] and len(rows) == 8 * 4
+    assert sorted(split_of.values()) == ["test"] * 2 + ["train"] * 4 + ["val"] * 2
+    out = capsys.readouterr().out
+    assert "6 of 14 speaker(s) in vox1_meta.csv have no audio folder (6 dev) and were skipped" in out
+    assert "no dev speaker on disk: the test speakers are split" in out
+    again = read_manifest(build_corpus(vox_request(root, tmp_path / "w2"))).to_pylist()
+    assert {r["speaker"]: r["split"] for r in again} == split_of  # seeded
+
+
+def test_voxceleb1_empty_split_is_one_line(tmp_path: Path):
+    """Only the dev zip on disk: no test speaker, so the test split would be empty."""
+    root = tmp_path / "vox1"
+    write_vox(root, wav_dir_of=lambda s: f"vox1_{s}_wav/wav")
+    shutil.rmtree(root / "vox1_test_wav")
+    with pytest.raises(ManifestError) as e:
+        build_corpus(vox_request(root, tmp_path / "work", n_val=1))
+    msg = str(e.value)
+    assert "\n" not in msg and "split 'test' is empty" in msg and "3 meta speaker(s) without audio" in msg
+    two = tmp_path / "two"
+    write_vox(two, meta=VOX_META[6:8])  # two test speakers, no dev: too few to split three ways
+    with pytest.raises(ManifestError, match=r"split 'val' is empty \(train 2, val 0, test 0 speakers\)"):
+        build_corpus(vox_request(two, tmp_path / "work"))
 
 
 def write_vox_root(root: Path) -> Path:
@@ -507,8 +558,6 @@ def test_csv_errors_name_the_row(tmp_path: Path):
 
     assert "missing required column(s) ['speaker_id']" in error(good, ["audio_path", "spk", *header[2:]])
     assert "line 3: empty speaker_id" in error([good[0], [good[1][0], "", *good[1][2:]], *good[2:]])
-    msg = error([*good[:2], ["audio/nope.wav", "S00", "m", "", "", ""], *good[2:]])
-    assert "1 audio file(s) not found" in msg and f"line 4: {root / 'audio/nope.wav'}" in msg
     msg = error([*good[:3], [good[3][0], "S01", "m", "", "", ""], *good[4:]])
     assert "speaker 'S01': column 'gender' is 'f' on line 4 but 'm' on line 5" in msg
     assert "unknown option" in error(good, n_desc=3)
@@ -528,6 +577,27 @@ def test_csv_errors_name_the_row(tmp_path: Path):
         build_corpus(csv_request(root, tmp_path / "work", csv="other.csv"))
     with pytest.raises(ManifestError, match="needs option csv=<path> or a data root"):
         build_corpus(csv_request(None, tmp_path / "work"))
+
+
+def test_csv_missing_audio_is_kept_for_the_bad_item_check(tmp_path: Path, capsys):
+    root = tmp_path / "c"
+    good = metadata_corpus(root, n_speakers=3)
+    header = ["audio_path", "speaker_id", "gender", "accent", "age", "occupation"]
+    write_csv(root / "speakers.csv", header, [*good[:2], ["audio/nope.wav", "S00", "m", "", "", ""], *good[2:]])
+    m = build_corpus(csv_request(root, tmp_path / "work"))
+    assert "1 audio file(s) not found, kept for the extraction's bad-item check" in capsys.readouterr().out
+    nope = next(r for r in read_manifest(m).to_pylist() if r["audio_path"].endswith("nope.wav"))
+    assert nope["id"] == "S00/nope" and nope["duration"] == 0.0 and nope["split"] == "train"
+    assert_missing_is_a_bad_item(m, "S00/nope", root / "audio/nope.wav", n_items=7)
+
+
+def test_csv_empty_split_is_one_line(tmp_path: Path):
+    root = tmp_path / "c"
+    write_csv(root / "speakers.csv", ["audio_path", "speaker_id", "gender"],
+              [r[:3] for r in metadata_corpus(root, n_speakers=2)])  # fmt: skip
+    with pytest.raises(ManifestError) as e:
+        build_corpus(csv_request(root, tmp_path / "work"))
+    assert "\n" not in str(e.value) and "split 'test' is empty (train 1, val 1, test 0 speakers)" in str(e.value)
 
 
 def test_csv_ratio_split():

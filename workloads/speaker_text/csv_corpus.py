@@ -28,9 +28,13 @@ one row per utterance:
 
 Column names are matched case-insensitively. Every problem is one
 :class:`~orchestrator.corpus.ManifestError` line naming the CSV, the line and what is wrong:
-missing columns, empty cells in required columns, missing audio files, a speaker in two splits,
-conflicting metadata, no description possible. A file whose header cannot be read is kept with
-duration 0 (or the given one) and named in the log, for the core's bad-item check.
+missing columns, empty cells in required columns, a speaker in two splits, conflicting
+metadata, no description possible, a split left empty (the ratio split of two speakers has no
+test speaker; a ``split`` column may not name one). An audio file that is missing or whose header
+cannot be read does not stop the build: its row is kept (``sr`` 16000, duration 0 or the given
+one) and named, with its CSV line, in the build log, for the core's bad-item check before
+extraction (:class:`~orchestrator.corpus.AudioCheck`): one line naming it, or with
+``--skip-bad-items`` quarantined and recorded.
 """
 
 from __future__ import annotations
@@ -45,13 +49,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
 from orchestrator.corpus import (
     SPLITS,
     CorpusRequest,
     ManifestError,
+    AudioCheck,
     build_dir,
+    check_splits,
+    input_stats,
     manifest_table,
     register_corpus,
     seeded_rng,
@@ -212,13 +217,6 @@ def _add_meta(path: Path, spk: SpeakerRows, line: int, column: str, value: str) 
         )
 
 
-def check_audio(path: Path, speakers: dict[str, SpeakerRows]) -> None:
-    missing = [u for s in speakers.values() for u in s.utterances if not u.path.is_file()]
-    if missing:
-        eg = ", ".join(f"line {u.line}: {u.path}" for u in missing[:_SHOW])
-        raise ManifestError(f"{path}: {len(missing)} audio file(s) not found, e.g. {eg}")
-
-
 def assign_splits(path: Path, speakers: dict[str, SpeakerRows], has_split: bool, cfg: dict[str, Any]) -> dict[str, str]:
     if has_split:
         none = [s for s in speakers.values() if not s.splits]
@@ -270,9 +268,8 @@ def texts_for(path: Path, spk: SpeakerRows, has_description: bool, cfg: dict[str
 
 def _digest(csv_path: Path, speakers: dict[str, SpeakerRows]) -> str:
     h = hashlib.sha256()
-    for p in [csv_path, *sorted({u.path for s in speakers.values() for u in s.utterances})]:
-        st = os.stat(p)
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for p, size, mtime in input_stats([csv_path, *sorted({u.path for s in speakers.values() for u in s.utterances})]):
+        h.update(f"{p}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()
 
 
@@ -282,8 +279,8 @@ def build_speaker_text_csv(req: CorpusRequest) -> Path:
     path = find_csv(cfg["csv"], req.data_root)
     columns, rows = read_rows(path)
     speakers = collect(path, columns, rows)
-    check_audio(path, speakers)
     splits = assign_splits(path, speakers, "split" in columns, cfg)
+    check_splits([{"split": v} for v in splits.values()], str(path), "speaker")
     texts = {s: texts_for(path, spk, "description" in columns, cfg) for s, spk in speakers.items()}
     key = {"corpus": CORPUS_NAME, **{k: v for k, v in cfg.items() if k != "csv"}, "csv": str(path.resolve()),
            "grammar": GRAMMAR_VERSION if cfg["language"] != "ja" else f"ja{GRAMMAR_VERSION_JA}",
@@ -293,12 +290,12 @@ def build_speaker_text_csv(req: CorpusRequest) -> Path:
         return manifest
     t0 = time.perf_counter()
     out: list[dict[str, Any]] = []
-    unreadable: list[str] = []
+    audio = AudioCheck(CORPUS_NAME)
     base = common_base(speakers)
     for s, spk in speakers.items():
-        out += _rows(spk, splits[s], texts[s], cfg["language"], base, unreadable)
+        out += _rows(spk, splits[s], texts[s], cfg["language"], base, audio)
     write_manifest(manifest_table(out), manifest)
-    _log(path, splits, out, unreadable, time.perf_counter() - t0, manifest)
+    _log(path, splits, out, audio, time.perf_counter() - t0, manifest)
     return manifest
 
 
@@ -316,17 +313,13 @@ def common_base(speakers: dict[str, SpeakerRows]) -> Path:
 
 
 def _rows(spk: SpeakerRows, split: str, texts: list[str], language: str, base: Path,
-          unreadable: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+          audio: AudioCheck) -> list[dict[str, Any]]:  # fmt: skip
     meta = json.dumps({c: v for c, (v, _) in spk.meta.items()}, sort_keys=True, ensure_ascii=False)
     segmented = any(u.offset or u.duration is not None for u in spk.utterances)
     out = []
     for u in spk.utterances:
-        try:
-            info = sf.info(str(u.path))
-            sr, total = int(info.samplerate), float(info.frames) / info.samplerate
-        except Exception as e:  # noqa: BLE001  (libsndfile raises its own error types)
-            unreadable.append(f"line {u.line}: {u.path} ({e})")
-            sr, total = FALLBACK_SR, u.offset
+        sr, total = audio.info(u.path, FALLBACK_SR, f"line {u.line}: ")
+        total = total or u.offset  # header unknown: duration 0 ("to the end") unless given
         duration = u.duration if u.duration is not None else max(total - u.offset, 0.0)
         out.append({"id": _item_id(spk, u, base, segmented), "split": split, "audio_path": str(u.path.resolve()),
                     "sr": sr, "offset": u.offset, "duration": duration, "texts": texts, "label": spk.speaker,
@@ -334,13 +327,11 @@ def _rows(spk: SpeakerRows, split: str, texts: list[str], language: str, base: P
     return out
 
 
-def _log(path: Path, splits: dict[str, str], out: list[dict[str, Any]], unreadable: list[str], elapsed: float,
+def _log(path: Path, splits: dict[str, str], out: list[dict[str, Any]], audio: AudioCheck, elapsed: float,
          manifest: Path) -> None:  # fmt: skip
     spk = {s: sum(v == s for v in splits.values()) for s in SPLITS}
     utt = {s: sum(o["split"] == s for o in out) for s in SPLITS}
     counts = ", ".join(f"{s} {spk[s]} spk / {utt[s]} utt" for s in SPLITS)
     print(f"[{CORPUS_NAME}] {len(splits)} speakers, {len(out)} utterances from {path} ({counts}) "
           f"in {elapsed:.1f} s -> {manifest}")  # fmt: skip
-    if unreadable:
-        print(f"[{CORPUS_NAME}] warning: {len(unreadable)} audio file(s) with an unreadable header kept for the "
-              f"extraction's bad-item check: {'; '.join(unreadable[:_SHOW])}")  # fmt: skip
+    audio.log(_SHOW)

@@ -18,7 +18,17 @@ Rows: one per utterance, ``id`` = ``<speaker>/<video>/<utt>`` (VoxCeleb's own ut
 without ".wav"), ``label`` = ``speaker`` = the VoxCeleb1 id; ``split``: Set "test" -> test, Set
 "dev" -> train except ``n_val`` dev speakers (default 40, the size of the test set) held out as
 val, chosen by a seeded permutation of the sorted dev ids, so the paper's train/test protocol is
-kept and val never touches the test speakers. ``texts``: ``n_descriptions`` descriptions slot-filled
+kept and val never touches the test speakers.
+
+Part of the dataset on disk: meta speakers without an audio folder are skipped, and the build
+prints how many (per Set) and the first few ids; their rows never reach the manifest, since a
+speaker without audio has no utterance to list. So a user who downloaded only
+``vox1_test_wav.zip`` (40 speakers, 4,874 utterances) can run: with no dev speaker on disk, the
+test speakers themselves are split speaker-disjointly by a seeded permutation, a quarter (at least
+one) to val, a quarter to test, the rest to train (said in the build log; ``meta.set`` keeps the
+official Set). That is not the paper's protocol (its train set is the 1,211 dev speakers), only a
+way to see the pipeline work on the small download. With only the dev zip, the test split would be
+empty: that is an error naming the split, as is any split a small corpus leaves empty. ``texts``: ``n_descriptions`` descriptions slot-filled
 from gender and nationality with the shared paraphrase grammar (template first), the same on every
 utterance of a speaker; ``meta``: ``{"gender", "nationality", "vggface1_id", "set"}``;
 ``sr``/``duration`` from the file header (``soundfile.info``: no decoding); ``audio_path``
@@ -28,7 +38,8 @@ sessions as possible.
 
 Errors, each one :class:`~orchestrator.corpus.ManifestError` line naming what is missing and
 where it looked: no data root, no ``vox1_meta.csv``, no ``wav`` folder, a meta file without the
-official columns or with a bad row, meta speakers without an audio folder or without any WAV.
+official columns or with a bad row, no meta speaker with an audio folder, a speaker folder
+without any WAV, an empty split.
 Speaker folders that the meta file does not list cannot get a split: they are skipped and named
 in the build log. A WAV whose header cannot be read is kept with duration 0 and named in the log,
 for the core's bad-item check (fail, or quarantine with ``--skip-bad-items``).
@@ -51,6 +62,7 @@ from orchestrator.corpus import (
     CorpusRequest,
     ManifestError,
     build_dir,
+    check_splits,
     manifest_table,
     register_corpus,
     seeded_rng,
@@ -151,8 +163,10 @@ def _meta_row(path: Path, line_no: int, cells: list[str], idx: list[int]) -> Met
     return MetaRow(speaker, name, sex or "", nationality, subset.lower())
 
 
-def speaker_folders(rows: list[MetaRow], wav_dirs: list[Path]) -> tuple[dict[str, Path], list[str]]:
-    """Folder per meta speaker, and the speaker folders on disk that the meta file does not list."""
+def speaker_folders(rows: list[MetaRow], wav_dirs: list[Path]) -> tuple[dict[str, Path], list[str], list[MetaRow]]:
+    """Folder per meta speaker that has one, the speaker folders on disk that the meta file does
+    not list, and the meta speakers without a folder (skipped, counted in the build log; an error
+    only when no meta speaker has audio)."""
     listed = {r.speaker for r in rows}
     folders: dict[str, Path] = {}
     for d in wav_dirs:
@@ -161,15 +175,13 @@ def speaker_folders(rows: list[MetaRow], wav_dirs: list[Path]) -> tuple[dict[str
                 folders[entry.name] = Path(entry.path)
     unlisted = sorted({e.name for d in wav_dirs for e in os.scandir(d) if e.is_dir()} - listed)
     missing = [r for r in rows if r.speaker not in folders]
-    if missing:
-        sets = {s: sum(r.set == s for r in missing) for s in SETS}
+    if len(missing) == len(rows):
         looked = ", ".join(str(d) for d in wav_dirs)
         raise ManifestError(
-            f"VoxCeleb1 audio missing for {len(missing)} of {len(rows)} speaker(s) in {META_NAME} "
-            f"({', '.join(f'{n} {s}' for s, n in sets.items() if n)}), e.g. "
+            f"VoxCeleb1 audio missing for all {len(rows)} speaker(s) in {META_NAME}, e.g. "
             f"{', '.join(r.speaker for r in missing[:_SHOW])}; looked in {looked}"
         )
-    return folders, unlisted
+    return folders, unlisted, missing
 
 
 def utterances(folder: Path, cap: int) -> list[Path]:
@@ -185,12 +197,25 @@ def utterances(folder: Path, cap: int) -> list[Path]:
 
 
 def split_of(rows: list[MetaRow], n_val: int, seed: int) -> dict[str, str]:
-    """Official Set (dev -> train, test -> test), plus ``n_val`` dev speakers held out as val."""
+    """Official Set (dev -> train, test -> test), plus ``n_val`` dev speakers held out as val; with
+    no dev speaker at all (only the test zip on disk), see :func:`test_only_split`."""
     dev = sorted(r.speaker for r in rows if r.set == "dev")
+    if not dev:
+        return test_only_split(rows, seed)
     if n_val >= len(dev):
         raise ManifestError(f"{CORPUS_NAME}: n_val={n_val} leaves no training speaker ({len(dev)} dev speakers)")
     held = {dev[i] for i in seeded_rng("val", seed).permutation(len(dev))[:n_val]}
     return {r.speaker: "val" if r.speaker in held else SETS[r.set] for r in rows}
+
+
+def test_only_split(rows: list[MetaRow], seed: int) -> dict[str, str]:
+    """The test speakers split speaker-disjointly (seeded): a quarter (at least one) val, a
+    quarter test, the rest train; with fewer than three speakers a split stays empty (an error)."""
+    spk = sorted(r.speaker for r in rows)
+    n_eval = max(1, len(spk) // 4) if len(spk) >= 3 else 0
+    order = [spk[i] for i in seeded_rng("test_only", seed).permutation(len(spk))]
+    out = {s: "val" for s in order[:n_eval]} | {s: "test" for s in order[n_eval : 2 * n_eval]}
+    return {s: out.get(s, "train") for s in spk}
 
 
 def _digest(meta: Path, files: list[Path]) -> str:
@@ -217,8 +242,9 @@ def build_speaker_text_voxceleb1(req: CorpusRequest) -> Path:
     a re-run costs a directory listing and a stat() per file."""
     cfg = resolve_options(req.options)
     meta_path, wav_dirs = find_inputs(req.data_root)
-    rows = read_meta(meta_path)
-    folders, unlisted = speaker_folders(rows, wav_dirs)
+    listed = read_meta(meta_path)
+    folders, unlisted, absent = speaker_folders(listed, wav_dirs)
+    rows = [r for r in listed if r.speaker in folders]
     files = {r.speaker: utterances(folders[r.speaker], cfg["max_utts_per_speaker"]) for r in rows}
     empty = [r.speaker for r in rows if not files[r.speaker]]
     if empty:
@@ -227,9 +253,13 @@ def build_speaker_text_voxceleb1(req: CorpusRequest) -> Path:
             f"{', '.join(str(folders[s]) for s in empty[:_SHOW])}"
         )
     splits = split_of(rows, cfg["n_val"], cfg["seed"])
+    test_only = not any(r.set == "dev" for r in rows)
+    check_splits([{"split": v} for v in splits.values()], CORPUS_NAME, "speaker",
+                 f" after skipping {len(absent)} meta speaker(s) without audio" if absent else "")  # fmt: skip
     key = {"corpus": CORPUS_NAME, **cfg, "grammar": GRAMMAR_VERSION,
            "inputs": _digest(meta_path, [p for r in rows for p in files[r.speaker]])}  # fmt: skip
     manifest = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
+    _log_partial(listed, absent, test_only)  # on a reused manifest too: the count is the record
     if manifest.exists():
         return manifest
 
@@ -274,3 +304,13 @@ def _log(rows: list[MetaRow], splits: dict[str, str], out: list[dict[str, Any]],
     if unreadable:
         print(f"[{CORPUS_NAME}] warning: {len(unreadable)} WAV(s) with an unreadable header kept with duration 0 "
               f"for the extraction's bad-item check: {'; '.join(unreadable[:_SHOW])}")  # fmt: skip
+
+
+def _log_partial(listed: list[MetaRow], absent: list[MetaRow], test_only: bool) -> None:
+    if absent:
+        sets = ", ".join(f"{n} {s}" for s in SETS if (n := sum(r.set == s for r in absent)))
+        print(f"[{CORPUS_NAME}] {len(absent)} of {len(listed)} speaker(s) in {META_NAME} have no audio folder "
+              f"({sets}) and were skipped, e.g. {', '.join(r.speaker for r in absent[:_SHOW])}")  # fmt: skip
+    if test_only:
+        print(f"[{CORPUS_NAME}] no dev speaker on disk: the test speakers are split into train/val/test "
+              "(not the paper's protocol, whose train set is the 1,211 dev speakers)")  # fmt: skip
