@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from orchestrator.corpus import SPLITS, CorpusRequest, ManifestError, build_corpus, read_manifest
+from tests.bad_audio import assert_missing_is_a_bad_item
 from workloads.clasp import (  # noqa: F401  (register)
     CATEGORIES,
     TRANSLATION_LANGUAGES,
@@ -533,6 +534,25 @@ def test_speech_brown_translations(tmp_path: Path, capsys):
         build_corpus(request("clasp_speech_brown", tmp_path / "work", root, translations=["de", "fa"]))
 
 
+def test_speech_brown_missing_audio_is_a_bad_item(tmp_path: Path, capsys):
+    """Records whose audio is in none of the places looked are kept (the first place as their
+    path), named in the build log with the zip to extract, and are bad items of the core's check."""
+    root = tmp_path / "sb"
+    write_speech_brown(root, sb_records())
+    (root / "dataset_part2.zip").write_bytes(b"PK")
+    missing = next((root / "dataset_part2" / "audios").iterdir())
+    missing.unlink()
+    m = build_corpus(request("clasp_speech_brown", tmp_path / "work", root))
+    out = capsys.readouterr().out
+    assert "1 audio file(s) not found, kept for the extraction's bad-item check" in out
+    assert "extract dataset_part2.zip" in out and str(missing) in out
+    rows = rows_of(m)
+    item = next(r["id"] for r in rows if r["audio_path"].endswith(missing.name))
+    first_looked = next(r["audio_path"] for r in rows if r["id"] == item)
+    assert_missing_is_a_bad_item(m, item, Path(first_looked), n_items=20)
+    assert {r["split"] for r in rows} == set(SPLITS)
+
+
 def test_speech_brown_missing_data_is_one_line(tmp_path: Path):
     with pytest.raises(ManifestError) as e:
         build_corpus(request("clasp_speech_brown", tmp_path / "work", tmp_path / "nothing"))
@@ -543,11 +563,6 @@ def test_speech_brown_missing_data_is_one_line(tmp_path: Path):
     for p in (root / "dataset_part2" / "audios").iterdir():
         p.unlink()
     (root / "dataset_part2.zip").write_bytes(b"PK")
-    with pytest.raises(ManifestError) as e:
-        build_corpus(request("clasp_speech_brown", tmp_path / "work", root))
-    msg = str(e.value)
-    assert "\n" not in msg and "10 of 20 record(s) (parts [2])" in msg and "extract dataset_part2.zip" in msg
-    assert "dataset_part2/audios/audio_11.wav" in msg
     with pytest.raises(ManifestError, match="needs a data root"):
         build_corpus(request("clasp_speech_brown", tmp_path / "work", None))
 
@@ -610,16 +625,41 @@ def test_common_voice_layout(tmp_path: Path, capsys):
     assert len(sample) == 10 and {r["id"] for r in sample} <= set(rows)
 
 
+def test_common_voice_missing_clip_is_a_bad_item(tmp_path: Path, capsys):
+    locale = tmp_path / "en"
+    write_common_voice(locale)
+    clip = locale / "clips" / "common_voice_en_1003.mp3"
+    clip.unlink()
+    m = build_corpus(request("clasp_common_voice", tmp_path / "work", tmp_path))
+    assert f"1 audio file(s) not found, kept for the extraction's bad-item check (fails, or quarantines with " \
+           f"--skip-bad-items): {clip}" in capsys.readouterr().out
+    assert_missing_is_a_bad_item(m, "common_voice/common_voice_en_1003.mp3", clip, n_items=24)
+    clip.write_bytes(b"")  # the clip appears: a new build (the key holds every input's size and mtime)
+    assert build_corpus(request("clasp_common_voice", tmp_path / "work", tmp_path)) != m
+
+
+def test_common_voice_empty_split_is_one_line(tmp_path: Path):
+    """Grouped by sentence: two sentences cannot fill train, val and test."""
+    locale = tmp_path / "en"
+    (locale / "clips").mkdir(parents=True)
+    lines = ["\t".join(CV_HEADER)]
+    for k in range(6):
+        lines.append("\t".join([f"c{k}", f"c{k}.mp3", f"Sentence {k % 2}.", "2", "0", "", "", ""]))
+        write_tone(locale / "clips" / f"c{k}.mp3", 0.3, 48000, fmt="MP3")
+    (locale / "validated.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError) as e:
+        build_corpus(request("clasp_common_voice", tmp_path / "work", tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg and re.search(r"split '(val|test)' is empty \(train \d, val \d, test \d clips\)", msg), msg
+    assert "too few distinct sentences" in msg and "validated.tsv" in msg
+
+
 def test_common_voice_missing_data_is_one_line(tmp_path: Path):
     with pytest.raises(ManifestError) as e:
         build_corpus(request("clasp_common_voice", tmp_path / "work", tmp_path))
     assert "\n" not in str(e.value) and "no validated.tsv" in str(e.value) and f"{tmp_path}/*/en" in str(e.value)
     locale = tmp_path / "en"
     write_common_voice(locale)
-    (locale / "clips" / "common_voice_en_1003.mp3").unlink()
-    with pytest.raises(ManifestError, match=r"1 of 24 clip\(s\) .* common_voice_en_1003\.mp3") as e:
-        build_corpus(request("clasp_common_voice", tmp_path / "work", tmp_path))
-    assert "\n" not in str(e.value)
     (locale / "validated.tsv").write_text("path\tsentence\nx.mp3\thello\n", encoding="utf-8")
     with pytest.raises(ManifestError, match=r"missing column\(s\) \['client_id'\]"):
         build_corpus(request("clasp_common_voice", tmp_path / "work", tmp_path))
@@ -647,9 +687,12 @@ def write_fleurs(root: Path) -> None:
 
 def test_fleurs_sentences(tmp_path: Path):
     write_fleurs(tmp_path)
-    m = build_corpus(request("clasp_fleurs", tmp_path / "work", tmp_path))
+    with pytest.raises(ManifestError) as e:  # seed 0 puts both readings of sentence 7 where val was
+        build_corpus(request("clasp_fleurs", tmp_path / "work", tmp_path))
+    assert "\n" not in str(e.value) and "split 'val' is empty (train 11, val 0, test 1 recordings)" in str(e.value)
+    m = build_corpus(request("clasp_fleurs", tmp_path / "work", tmp_path, seed=1))
     rows = {r["id"]: r for r in rows_of(m)}
-    assert len(rows) == 12
+    assert len(rows) == 12 and {r["split"] for r in rows.values()} == set(SPLITS)
     r = rows["fleurs/3_e.wav"]
     assert r["texts"] == ["sentence number 3 about the weather"] and r["label"] == "fleurs" and r["sr"] == 16000
     assert r["language"] == "en" and abs(r["duration"] - 1.0) < 1e-6
@@ -664,8 +707,13 @@ def test_fleurs_missing_data_is_one_line(tmp_path: Path):
         build_corpus(request("clasp_fleurs", tmp_path / "work", tmp_path))
     assert "\n" not in str(e.value) and "FLEURS en_us not found" in str(e.value)
     write_fleurs(tmp_path)
-    (tmp_path / "data" / "en_us" / "audio" / "dev" / "9_j.wav").unlink()
-    with pytest.raises(ManifestError, match=r"FLEURS audio missing: 1 file\(s\)"):
+    dev = tmp_path / "data" / "en_us" / "audio" / "dev"
+    (dev / "9_j.wav").unlink()
+    m = build_corpus(request("clasp_fleurs", tmp_path / "work", tmp_path, split="official"))
+    assert_missing_is_a_bad_item(m, "fleurs/9_j.wav", dev / "9_j.wav", n_items=12)
+    (dev / "8_i.wav").unlink()
+    dev.rmdir()
+    with pytest.raises(ManifestError, match=r"FLEURS audio missing: folder .*audio/dev not found, 2 file\(s\)"):
         build_corpus(request("clasp_fleurs", tmp_path / "work", tmp_path))
     with pytest.raises(ManifestError, match="split must be 'random' or 'official'"):
         build_corpus(request("clasp_fleurs", tmp_path / "work", tmp_path, split="paper"))

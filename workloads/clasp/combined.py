@@ -4,7 +4,8 @@ The paper trained and tested on the union of Speech Brown, Common Voice and FLEU
 Table 1: ~114k sentences, 80/10/10). This builder builds each part with its own adapter (from the
 same ``--data-root``) and concatenates their manifests: item ids are already prefixed by the part
 (``speech_brown/...``, ``common_voice/...``, ``fleurs/...``), every part keeps its own seeded
-80/10/10 split (grouped by sentence where a part has repeated sentences), and audio paths are
+80/10/10 split (grouped by sentence where a part has repeated sentences; a small part may leave a
+split empty, the union may not), and audio paths are
 written absolute, since the files stay where each part's adapter found them.
 
 Options: ``parts`` (default: all three), ``part_options`` (``{part: {option: value}}``, passed to
@@ -28,6 +29,7 @@ from orchestrator.corpus import (
     ManifestError,
     build_corpus,
     build_dir,
+    check_splits,
     register_corpus,
     write_manifest,
 )
@@ -52,7 +54,8 @@ def build_combined(req: CorpusRequest) -> Path:
     if stray:
         raise ManifestError(f"{CORPUS_NAME}: part_options for parts not built: {stray}")
     manifests = {p: Path(build_corpus(CorpusRequest(p, req.profile, req.data_root, req.work_dir,
-                                                    dict(part_options.get(p) or {})))) for p in parts}
+                                                    dict(part_options.get(p) or {}), part_of=CORPUS_NAME)))
+                 for p in parts}
     key = {"corpus": CORPUS_NAME, "parts": {p: hashlib.sha256(m.read_bytes()).hexdigest()[:16]
                                             for p, m in manifests.items()}}
     out = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
@@ -68,6 +71,7 @@ def build_combined(req: CorpusRequest) -> Path:
                 r["audio_path"] = str((m.parent / r["audio_path"]).resolve())
         rows.extend(part)
         counts.append(f"{p.removeprefix('clasp_')} {len(part)}")
+    check_splits(rows, CORPUS_NAME, hint=f" (parts: {'; '.join(counts)})", req=req)
     write_manifest(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), out)
     splits = ", ".join(f"{s} {sum(r['split'] == s for r in rows)}" for s in ("train", "val", "test"))
     print(f"[{CORPUS_NAME}] {len(rows)} items ({'; '.join(counts)}; {splits}) in {time.perf_counter() - t0:.1f} s "

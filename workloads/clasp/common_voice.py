@@ -20,14 +20,17 @@ grouped by sentence, so a sentence read by several people never crosses splits. 
 English release). Translations: ``<data_root>/translations/<lang>.tsv`` (option ``translations``).
 
 MP3 decoding needs libsndfile >= 1.1 (soundfile wheels >= 0.12 bundle 1.2); the build checks it
-once and says so instead of failing on every clip. A clip whose header cannot be read is kept with
-duration 0 and named in the log, for the extraction's bad-item handling.
+once and says so instead of failing on every clip. A clip listed in ``validated.tsv`` but absent
+from ``clips/``, or whose header cannot be read, does not stop the build (one absent clip of a
+1.7-million-row table must not): it is kept with duration 0 and named in the build log, for the
+core's bad-item check before extraction (:class:`~orchestrator.corpus.AudioCheck`), which stops
+with one line naming it or, with ``--skip-bad-items``, quarantines and records it. A missing
+``clips/`` folder, or a split the grouping leaves empty on a small table, is an error.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import re
 import time
 from pathlib import Path
@@ -38,7 +41,10 @@ import soundfile as sf
 from orchestrator.corpus import (
     CorpusRequest,
     ManifestError,
+    AudioCheck,
     build_dir,
+    check_splits,
+    input_stats,
     manifest_table,
     register_corpus,
     seeded_rng,
@@ -109,19 +115,12 @@ def resolve_clips(locale_dir: Path, rows: list[dict[str, str]]) -> list[Path]:
     clips = locale_dir / "clips"
     if not clips.is_dir():
         raise ManifestError(f"Common Voice clips folder missing: {clips} (validated.tsv found in {locale_dir})")
-    out, missing = [], []
+    out = []
     for r in rows:
         p = clips / r["path"]
         if not p.is_file() and not p.suffix:
             p = p.with_name(p.name + ".mp3")
-        if not p.is_file():
-            missing.append(p)
-        out.append(p)
-    if missing:
-        raise ManifestError(
-            f"Common Voice audio missing: {len(missing)} of {len(rows)} clip(s) listed in validated.tsv are not in "
-            f"{clips}, e.g. {', '.join(p.name for p in missing[:_SHOW])}"
-        )
+        out.append(p)  # a missing clip is kept, for the core's bad-item check (see the module doc)
     return out
 
 
@@ -134,14 +133,6 @@ def check_mp3_support(paths: list[Path]) -> None:
 def sentence_key(text: str) -> str:
     """Spelling-insensitive identity of a sentence (case, punctuation, spacing)."""
     return _NORM.sub(" ", text.lower()).strip()
-
-
-def _stats(paths: list[Path]) -> list[tuple[str, int, int]]:
-    out = []
-    for p in paths:
-        st = os.stat(p)
-        out.append((str(p), st.st_size, st.st_mtime_ns))
-    return out
 
 
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +164,7 @@ def build_common_voice(req: CorpusRequest) -> Path:
     tdir = Path(req.data_root) / "translations"
     langs = resolve_languages(req.options.get("translations"), tdir, CORPUS_NAME)
     tfiles = [tdir / f"{lang}.tsv" for lang in langs if (tdir / f"{lang}.tsv").is_file()]
-    key = {"corpus": CORPUS_NAME, **cfg, "languages": langs, "inputs": _stats([table, *paths, *tfiles])}
+    key = {"corpus": CORPUS_NAME, **cfg, "languages": langs, "inputs": input_stats([table, *paths, *tfiles])}
     manifest = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
     if manifest.exists():
         return manifest
@@ -181,14 +172,11 @@ def build_common_voice(req: CorpusRequest) -> Path:
     t0 = time.perf_counter()
     ids = [f"common_voice/{p.name}" for p in paths]
     splits = assign_splits(ids, cfg["seed"], CORPUS_NAME, groups=[sentence_key(r["sentence"]) for r in rows])
-    out, unreadable = [], []
+    check_splits([{"split": s} for s in splits.values()], f"{CORPUS_NAME} ({table})", "clip",
+                 "; the split is grouped by sentence: too few distinct sentences", req)  # fmt: skip
+    out, audio = [], AudioCheck(CORPUS_NAME)
     for r, item, path in zip(rows, ids, paths, strict=True):
-        try:
-            info = sf.info(str(path))
-            sr, duration = int(info.samplerate), float(info.duration)
-        except Exception as e:  # libsndfile raises its own error types
-            unreadable.append(f"{path} ({e})")
-            sr, duration = CV_SR, 0.0
+        sr, duration = audio.info(path, CV_SR)
         out.append({"id": item, "split": splits[item], "audio_path": str(path.resolve()), "sr": sr, "offset": 0.0,
                     "duration": duration, "texts": [r["sentence"]], "label": "common_voice",
                     "speaker": r["client_id"] or None, "language": cfg["language"]})  # fmt: skip
@@ -200,7 +188,5 @@ def build_common_voice(req: CorpusRequest) -> Path:
     print(f"[{CORPUS_NAME}] {len(out)} clips ({counts}) of {len({sentence_key(r['sentence']) for r in rows})} "
           f"sentences from {table}{skipped}; translations {report.summary()} in {time.perf_counter() - t0:.1f} s "
           f"-> {manifest}")  # fmt: skip
-    if unreadable:
-        print(f"[{CORPUS_NAME}] warning: {len(unreadable)} clip(s) with an unreadable header kept with duration 0 "
-              f"for the extraction's bad-item check: {'; '.join(unreadable[:_SHOW])}")  # fmt: skip
+    audio.log(_SHOW)
     return manifest

@@ -13,18 +13,30 @@ Rows: ``id`` = ``fleurs/<file_name>``; ``texts`` = [the normalised transcription
 readings of one sentence never cross splits; ``official`` = FLEURS' own train/dev/test (the
 paper kept those, 2602/394/647 for en_us, and took the rest of its 80/10/10 from Speech Brown).
 Translations: ``<data_root>/translations/<lang>.tsv`` (option ``translations``).
+
+A recording the TSVs list but the audio folder lacks, or whose header cannot be read, is kept
+(duration 0) and named in the build log, for the core's bad-item check before extraction
+(:class:`~orchestrator.corpus.AudioCheck`: one line naming it, or quarantined and recorded with
+``--skip-bad-items``); a split's whole audio folder missing, or a split left empty, is an error.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
-from orchestrator.corpus import CorpusRequest, ManifestError, build_dir, manifest_table, register_corpus, write_manifest
+from orchestrator.corpus import (
+    AudioCheck,
+    CorpusRequest,
+    ManifestError,
+    build_dir,
+    check_splits,
+    input_stats,
+    manifest_table,
+    register_corpus,
+    write_manifest,
+)
 from workloads.clasp import assign_splits, finalize_meta
 from workloads.clasp.translations import attach_translations, resolve_languages
 from workloads.qbe.fleurs import FLEURS_CODES, FLEURS_SPLITS, find_language_dir, read_fleurs_tsvs
@@ -51,14 +63,6 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _stats(paths: list[Path]) -> list[tuple[str, int, int]]:
-    out = []
-    for p in paths:
-        st = os.stat(p)
-        out.append((str(p), st.st_size, st.st_mtime_ns))
-    return out
-
-
 @register_corpus(CORPUS_NAME)
 def build_fleurs_sentences(req: CorpusRequest) -> Path:
     """Manifest of FLEURS sentence recordings (options: seed, language, split, translations)."""
@@ -74,7 +78,7 @@ def build_fleurs_sentences(req: CorpusRequest) -> Path:
     tsvs = [lang_dir / f"{s}.tsv" for s in FLEURS_SPLITS if (lang_dir / f"{s}.tsv").exists()]
     tfiles = [tdir / f"{lang}.tsv" for lang in langs if (tdir / f"{lang}.tsv").is_file()]
     key = {"corpus": CORPUS_NAME, **cfg, "languages": langs,
-           "inputs": _stats([*tsvs, *(utts[n].audio for n in names), *tfiles])}  # fmt: skip
+           "inputs": input_stats([*tsvs, *(utts[n].audio for n in names), *tfiles])}  # fmt: skip
     manifest = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
     if manifest.exists():
         return manifest
@@ -86,17 +90,14 @@ def build_fleurs_sentences(req: CorpusRequest) -> Path:
     else:
         groups = [utts[n].transcription.strip().lower() for n in names]
         splits = assign_splits(ids, cfg["seed"], CORPUS_NAME, groups=groups)
-    rows, unreadable = [], []
+    check_splits([{"split": s} for s in splits.values()], f"{CORPUS_NAME} ({lang_dir}, {cfg['split']} split)",
+                 "recording", req=req)  # fmt: skip
+    rows, audio = [], AudioCheck(CORPUS_NAME)
     for name, item in zip(names, ids, strict=True):
         u = utts[name]
         if not u.transcription.strip():
             raise ManifestError(f"{lang_dir}/{u.split}.tsv: recording {name} has an empty transcription")
-        try:
-            info = sf.info(str(u.audio))
-            sr, duration = int(info.samplerate), float(info.duration)
-        except Exception as e:  # libsndfile raises its own error types
-            unreadable.append(f"{u.audio} ({e})")
-            sr, duration = FLEURS_SR, 0.0
+        sr, duration = audio.info(u.audio, FLEURS_SR)
         rows.append({"id": item, "split": splits[item], "audio_path": str(u.audio.resolve()), "sr": sr,
                      "offset": 0.0, "duration": duration, "texts": [u.transcription.strip()], "label": "fleurs",
                      "speaker": None, "language": cfg["language"]})  # fmt: skip
@@ -106,7 +107,5 @@ def build_fleurs_sentences(req: CorpusRequest) -> Path:
     counts = ", ".join(f"{s} {sum(r['split'] == s for r in rows)}" for s in ("train", "val", "test"))
     print(f"[{CORPUS_NAME}] {len(rows)} recordings ({counts}, {cfg['split']} split) from {lang_dir}; "
           f"translations {report.summary()} in {time.perf_counter() - t0:.1f} s -> {manifest}")  # fmt: skip
-    if unreadable:
-        print(f"[{CORPUS_NAME}] warning: {len(unreadable)} audio file(s) with an unreadable header kept with "
-              f"duration 0 for the extraction's bad-item check: {'; '.join(unreadable[:_SHOW])}")  # fmt: skip
+    audio.log(_SHOW)
     return manifest

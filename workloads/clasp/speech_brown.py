@@ -30,24 +30,34 @@ of its three datasets with ``random.seed(42)``; that exact draw depends on the o
 and on Python's ``random``, so it is not reproduced); translations from
 ``<data_root>/translations/<lang>.tsv`` (option ``translations``, see :mod:`.translations`).
 
-Errors: no metadata file, a record without id/text/file name, a duplicate id, or audio missing for
-some records each give one line naming the count, examples and every place looked (with a hint
-when the part's zip is present but not extracted). A file whose header cannot be read is kept
-with duration 0 and named in the log, for the extraction's bad-item handling.
+Errors: no metadata file, a record without id/text/file name, a duplicate id, or a split left
+empty each give one line. A record whose audio is in none of the places looked, or whose header
+cannot be read, does not stop the build: it is kept (duration 0, ``audio_path`` the first place
+looked) and the build log names the count, an example, every place looked and, when the part's zip
+is present but not extracted, the zip; the core's bad-item check before extraction
+(:class:`~orchestrator.corpus.AudioCheck`) then stops with one line naming it or, with
+``--skip-bad-items``, quarantines and records it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
-from orchestrator.corpus import CorpusRequest, ManifestError, build_dir, manifest_table, register_corpus, write_manifest
+from orchestrator.corpus import (
+    AudioCheck,
+    CorpusRequest,
+    ManifestError,
+    build_dir,
+    check_splits,
+    input_stats,
+    manifest_table,
+    register_corpus,
+    write_manifest,
+)
 from workloads.clasp import CATEGORIES, assign_splits, finalize_meta
 from workloads.clasp.translations import attach_translations, resolve_languages
 
@@ -119,34 +129,25 @@ def audio_candidates(root: Path, rec: dict[str, Any]) -> list[Path]:
     return out + [root / "audios" / name]
 
 
-def resolve_audio(root: Path, records: list[dict[str, Any]]) -> list[Path]:
-    """The audio file of every record; one error naming the missing ones and where it looked."""
+def resolve_audio(root: Path, records: list[dict[str, Any]]) -> tuple[list[Path], str]:
+    """The audio file of every record, and a hint for the build log when some are missing: a
+    record whose file is in none of the places looked is kept with the first of them, for the
+    core's bad-item check (see the module doc); the hint names the other places and the zips."""
     paths, missing = [], []
     for rec in records:
         cands = audio_candidates(root, rec)
         hit = next((p for p in cands if p.is_file()), None)
         if hit is None:
             missing.append((rec, cands))
-        paths.append(hit)
-    if missing:
-        rec, cands = missing[0]
-        parts = sorted({r["part"] for r, _ in missing if r["part"] is not None})
-        zips = [root / f"dataset_part{k}.zip" for k in parts if (root / f"dataset_part{k}.zip").is_file()]
-        hint = (f"; extract {', '.join(z.name for z in zips[:_SHOW])} into {root}/dataset_partK/ (each holds audios/)"
-                if zips else "")  # fmt: skip
-        raise ManifestError(
-            f"Speech Brown audio missing for {len(missing)} of {len(records)} record(s) (parts {parts}), e.g. id "
-            f"{rec['id']}: looked for {', '.join(map(str, cands))}{hint}"
-        )
-    return paths  # type: ignore[return-value]
-
-
-def _stats(paths: list[Path]) -> list[tuple[str, int, int]]:
-    out = []
-    for p in paths:
-        st = os.stat(p)
-        out.append((str(p), st.st_size, st.st_mtime_ns))
-    return out
+        paths.append(hit or cands[0])
+    if not missing:
+        return paths, ""
+    rec, cands = missing[0]
+    parts = sorted({r["part"] for r, _ in missing if r["part"] is not None})
+    zips = [root / f"dataset_part{k}.zip" for k in parts if (root / f"dataset_part{k}.zip").is_file()]
+    hint = (f"; extract {', '.join(z.name for z in zips[:_SHOW])} into {root}/dataset_partK/ (each holds audios/)"
+            if zips else "")  # fmt: skip
+    return paths, f" (parts {parts}; id {rec['id']} was looked for in {', '.join(map(str, cands))}{hint})"
 
 
 @register_corpus(CORPUS_NAME)
@@ -160,11 +161,11 @@ def build_speech_brown(req: CorpusRequest) -> Path:
     seed = int(req.options.get("seed", 0))
     root, meta_path = find_root(req.data_root)
     records = read_metadata(meta_path)
-    paths = resolve_audio(root, records)
+    paths, hint = resolve_audio(root, records)
     tdir = Path(req.data_root) / "translations"
     langs = resolve_languages(req.options.get("translations"), tdir, CORPUS_NAME)
     tfiles = [tdir / f"{lang}.tsv" for lang in langs if (tdir / f"{lang}.tsv").is_file()]
-    key = {"corpus": CORPUS_NAME, "seed": seed, "languages": langs, "inputs": _stats([meta_path, *paths, *tfiles])}
+    key = {"corpus": CORPUS_NAME, "seed": seed, "languages": langs, "inputs": input_stats([meta_path, *paths, *tfiles])}
     manifest = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
     if manifest.exists():
         return manifest
@@ -173,14 +174,10 @@ def build_speech_brown(req: CorpusRequest) -> Path:
     ids = [f"speech_brown/{r['id']}" for r in records]
     cats = [str(r.get("category") or "") or None for r in records]
     splits = assign_splits(ids, seed, CORPUS_NAME, strata=[c or "" for c in cats])
-    rows, unreadable = [], []
+    check_splits([{"split": s} for s in splits.values()], f"{CORPUS_NAME} ({meta_path})", "sentence", req=req)
+    rows, audio = [], AudioCheck(CORPUS_NAME)
     for rec, item, cat, path in zip(records, ids, cats, paths, strict=True):
-        try:
-            info = sf.info(str(path))
-            sr, duration = int(info.samplerate), float(info.duration)
-        except Exception as e:  # libsndfile raises its own error types
-            unreadable.append(f"{path} ({e})")
-            sr, duration = SB_SR, 0.0
+        sr, duration = audio.info(path, SB_SR)
         rows.append({"id": item, "split": splits[item], "audio_path": str(path.resolve()), "sr": sr, "offset": 0.0,
                      "duration": duration, "texts": [str(rec["text"]).strip()], "label": cat or "speech_brown",
                      "speaker": None, "language": "en", "_meta": {"category": cat}})  # fmt: skip
@@ -193,7 +190,5 @@ def build_speech_brown(req: CorpusRequest) -> Path:
     print(f"[{CORPUS_NAME}] {len(rows)} sentences ({counts}) from {meta_path.name}, "
           f"{sum(c is not None for c in cats)} with a category; translations {report.summary()}"
           f"{odd_note} in {time.perf_counter() - t0:.1f} s -> {manifest}")  # fmt: skip
-    if unreadable:
-        print(f"[{CORPUS_NAME}] warning: {len(unreadable)} audio file(s) with an unreadable header kept with "
-              f"duration 0 for the extraction's bad-item check: {'; '.join(unreadable[:_SHOW])}")  # fmt: skip
+    audio.log(_SHOW, hint)
     return manifest
