@@ -12,19 +12,22 @@ import pytest
 from orchestrator.corpus import FileHashMemo, missing_audio, read_manifest
 
 
-def assert_missing_is_a_bad_item(manifest: Path, item_id: str, path: Path, n_items: int) -> None:
+def assert_missing_is_a_bad_item(manifest: Path, item_ids: str | list[str], path: Path, n_items: int) -> None:
+    """``item_ids``: the items cut from the missing file (a QbE sentence WAV holds several words)."""
     from orchestrator.extract import BadItemsError, _audio_plan, extract
 
+    ids = [item_ids] if isinstance(item_ids, str) else sorted(item_ids)
     table = read_manifest(manifest)
     assert table.num_rows == n_items  # kept, not dropped
     reason = f"missing audio file {Path(path).resolve()}"
-    assert missing_audio(table) == {item_id: reason}
+    assert missing_audio(table) == dict.fromkeys(ids, reason)
     # without --skip-bad-items: one line naming the item and the file, before Ray does any work
     with pytest.raises(BadItemsError) as e:
         extract(manifest, "logmel_stats", {}, Path(manifest).parent / "views")
     msg = str(e.value)
-    assert "\n" not in msg and f"{item_id}: {reason}" in msg and "--skip-bad-items" in msg
+    assert "\n" not in msg and f"{ids[0]}: {reason}" in msg and "--skip-bad-items" in msg
+    assert msg.startswith(f"{len(ids)} bad item(s)")
     # with it: quarantined up front with its reason; every other item goes to the encoder
     plan = _audio_plan(table, FileHashMemo(None))
-    assert plan.bad == {item_id: reason} and plan.units.num_rows == n_items - 1
-    assert item_id not in plan.units.column("id").to_pylist()
+    assert plan.bad == dict.fromkeys(ids, reason) and plan.units.num_rows == n_items - len(ids)
+    assert not set(ids) & set(plan.units.column("id").to_pylist())

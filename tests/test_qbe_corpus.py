@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from orchestrator.corpus import SPLITS, CorpusRequest, ManifestError, build_corpus, read_manifest
+from tests.bad_audio import assert_missing_is_a_bad_item
 from workloads.qbe import corpus_local, fleurs  # noqa: F401  (registers the corpora)
 from workloads.qbe.corpus_local import split_words
 
@@ -235,9 +236,30 @@ def test_fleurs_missing_data_messages(fleurs_sv, tmp_path: Path):
         build_corpus(fleurs_request("qbe_fleurs_swedish", root, work))
     with pytest.raises(ManifestError, match="needs a data root"):
         build_corpus(CorpusRequest("qbe_fleurs_swedish", "paper", None, work, {}))
-    (root / "data/sv_se/audio/dev/dev3.wav").unlink()
-    with pytest.raises(ManifestError, match=r"FLEURS audio missing: 1 file\(s\) .*dev3\.wav"):
+    dev = root / "data/sv_se/audio/dev"
+    for p in dev.iterdir():
+        p.unlink()
+    dev.rmdir()
+    with pytest.raises(ManifestError, match=r"FLEURS audio missing: folder .*audio/dev not found, 6 file\(s\)"):
         build_corpus(fleurs_request("qbe_fleurs_swedish", root, work))
+
+
+def test_fleurs_missing_sentence_wav_is_a_bad_item(fleurs_sv, capsys):
+    """A sentence WAV the TSVs list but the disk lacks: its word segments stay in the manifest (the
+    same words, splits and counts as with the file), named in the build log, and each is a bad item
+    of the core's check (one line, or quarantined with --skip-bad-items)."""
+    root, work, align = fleurs_sv
+    (root / "data" / "sv_se" / "word_alignments.tsv").write_text(alignment_tsv(align), encoding="utf-8")
+    full = read_manifest(build_corpus(fleurs_request("qbe_fleurs_swedish", root, work))).to_pylist()
+    wav = root / "data/sv_se/audio/dev/dev2.wav"  # himmel 2.55..3.02 s (and perhaps a sjutton)
+    wav.unlink()
+    manifest = build_corpus(fleurs_request("qbe_fleurs_swedish", root, work.parent / "work2"))
+    assert "1 audio file(s) not found, kept for the extraction's bad-item check" in capsys.readouterr().out
+    rows = read_manifest(manifest).to_pylist()
+    lost = [r["id"] for r in rows if r["audio_path"] == str(wav.resolve())]
+    assert "sv/himmel_01" in lost
+    assert [(r["id"], r["split"], r["offset"]) for r in rows] == [(r["id"], r["split"], r["offset"]) for r in full]
+    assert_missing_is_a_bad_item(manifest, lost, wav, n_items=len(full))
 
 
 def test_fleurs_alignment_naming_unknown_file(fleurs_sv):

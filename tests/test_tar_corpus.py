@@ -22,6 +22,7 @@ from orchestrator.corpus import (
     read_manifest,
     seeded_rng,
 )
+from tests.bad_audio import assert_missing_is_a_bad_item
 from workloads.tar import clotho, corpus_local  # noqa: F401  (registers the corpora)
 from workloads.tar.corpus_local import (
     ATTR_PATTERNS,
@@ -256,13 +257,22 @@ def test_clotho_missing_data_names_every_place_looked(tmp_path: Path):
         build_corpus(request("tar_clotho", tmp_path / "work", None))
 
 
-def test_clotho_missing_audio_is_one_clear_error(tmp_path: Path):
+def test_clotho_missing_audio_is_a_bad_item(tmp_path: Path, capsys):
     root = tmp_path / "data"
     write_clotho(root, root)
-    (root / "validation" / "door knock.wav").unlink()
-    with pytest.raises(ManifestError, match=r"1 file\(s\).*door knock\.wav") as e:
-        build_corpus(request("tar_clotho", tmp_path / "work", root))
-    assert "\n" not in str(e.value)
+    n = len(read_manifest(build_corpus(request("tar_clotho", tmp_path / "work", root))))
+    wav = root / "validation" / "door knock.wav"
+    wav.unlink()
+    m = build_corpus(request("tar_clotho", tmp_path / "work", root))  # a new build: the key holds the files
+    assert "1 audio file(s) not found, kept for the extraction's bad-item check" in capsys.readouterr().out
+    row = next(r for r in read_manifest(m).to_pylist() if r["id"] == "val/door knock.wav")
+    assert (row["split"], row["sr"], row["duration"], len(row["texts"])) == ("val", 44100, 0.0, 5)
+    assert_missing_is_a_bad_item(m, "val/door knock.wav", wav, n_items=n)
+
+
+def test_clotho_missing_audio_folder_is_one_clear_error(tmp_path: Path):
+    root = tmp_path / "data"
+    write_clotho(root, root)
     for p in (root / "evaluation").iterdir():
         p.unlink()
     (root / "evaluation").rmdir()

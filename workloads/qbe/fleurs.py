@@ -32,6 +32,13 @@ pooled and split by word 60/20/20 (Tables 3.1/3.2), per language for the multili
 Sizes default to the thesis': 3000 Swedish words; 731 words per language (2924 / 4) multilingual;
 fewer if fewer pass the filters (said in the build log). FLEURS has no speaker ids, so ``speaker``
 is left empty.
+
+A sentence WAV the TSVs list but the audio folder lacks (or whose header cannot be read) does not
+stop the build: its aligned word segments are kept and named in the build log, for the core's
+bad-item check before extraction (:class:`~orchestrator.corpus.AudioCheck`), which stops with one
+line naming them or, with ``--skip-bad-items``, quarantines and records them; pocketsphinx skips
+it and lists it in its ``.failed.txt``. A split's whole audio folder missing, or a train/val/test
+split left empty (too few words pass the filters), is an error.
 """
 
 from __future__ import annotations
@@ -49,9 +56,11 @@ import numpy as np
 import soundfile as sf
 
 from orchestrator.corpus import (
+    AudioCheck,
     CorpusRequest,
     ManifestError,
     build_dir,
+    check_splits,
     manifest_table,
     register_corpus,
     seeded_rng,
@@ -68,6 +77,7 @@ from workloads.qbe.corpus_local import (
 
 FLEURS_CODES = {"sv": "sv_se", "da": "da_dk", "nb": "nb_no", "fi": "fi_fi", "en": "en_us"}
 FLEURS_SPLITS = ("train", "dev", "test")
+FLEURS_SR = 16000  # a missing or unreadable file's rate in the manifest (FLEURS is 16 kHz)
 TSV_COLUMNS = ("id", "file_name", "raw_transcription", "transcription", "chars", "num_samples", "gender")
 ALIGNMENT_HEADER = ("file_name", "word", "start", "end")
 DEFAULT_N_WORDS = {"qbe_fleurs_swedish": 3000, "qbe_fleurs_multilingual": 731}
@@ -109,7 +119,9 @@ def find_language_dir(data_root: Path | None, code: str, corpus: str) -> Path:
 
 
 def read_fleurs_tsvs(lang_dir: Path) -> dict[str, Utterance]:
-    """file_name -> utterance over all FLEURS splits present; audio files must exist."""
+    """file_name -> utterance over all FLEURS splits present. A split whose audio folder is
+    missing is an error (with the archive to extract); a single missing file is kept, for the
+    core's bad-item check (see :class:`~orchestrator.corpus.AudioCheck`)."""
     utts: dict[str, Utterance] = {}
     for split in FLEURS_SPLITS:
         tsv = lang_dir / f"{split}.tsv"
@@ -126,13 +138,13 @@ def read_fleurs_tsvs(lang_dir: Path) -> dict[str, Utterance]:
                 rec = dict(zip(TSV_COLUMNS, row, strict=True))
                 audio = lang_dir / "audio" / split / rec["file_name"]
                 utts[rec["file_name"]] = Utterance(rec["file_name"], split, rec["transcription"], audio)
-    missing = [u.audio for u in utts.values() if not u.audio.exists()]
+    missing = [u.audio for u in utts.values() if not u.audio.parent.is_dir()]
     if missing:
         split_dir = missing[0].parent
         tar = Path(f"{split_dir}.tar.gz")
         hint = f" (extract {tar} into {split_dir.parent})" if tar.exists() else ""
         raise ManifestError(
-            f"FLEURS audio missing: {len(missing)} file(s) listed in the TSVs, e.g. {missing[0]}{hint}"
+            f"FLEURS audio missing: folder {split_dir} not found, {len(missing)} file(s) listed in the TSVs{hint}"
         )
     return utts
 
@@ -196,6 +208,9 @@ def align_english(utts: dict[str, Utterance], out_path: Path) -> Path:
     for name in sorted(utts):
         u = utts[name]
         words = u.transcription.split()
+        if not u.audio.is_file():
+            failed.append(f"{name}\tmissing audio file {u.audio}")
+            continue
         audio, sr = sf.read(u.audio, dtype="float32", always_2d=True)
         audio = audio.mean(axis=1)
         if sr != 16000:
@@ -246,10 +261,12 @@ def _file_stats(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
 
 
 def _word_segments(
-    code: str, utts: dict[str, Utterance], segments: list[Segment], source: str
+    code: str, utts: dict[str, Utterance], segments: list[Segment], source: str, audio: AudioCheck
 ) -> dict[str, list[tuple[Segment, float]]]:
     """Normalise words and keep segments passing the per-segment filters; checks every referenced
-    file is a listed FLEURS utterance. Returns word -> [(segment, file duration)]."""
+    file is a listed FLEURS utterance. Returns word -> [(segment, file duration)]; a file that is
+    missing or has an unreadable header (duration 0: unknown) keeps its segments as aligned, for
+    the core's bad-item check."""
     unknown = sorted({s.file_name for s in segments} - set(utts))
     if unknown:
         raise ManifestError(
@@ -262,7 +279,7 @@ def _word_segments(
         if not eligible_word(word) or s.end - s.start < MIN_DURATION_S:
             continue
         if s.file_name not in durations:
-            durations[s.file_name] = sf.info(utts[s.file_name].audio).duration
+            durations[s.file_name] = audio.info(utts[s.file_name].audio, FLEURS_SR)[1] or float("inf")
         file_dur = durations[s.file_name]
         if s.end > file_dur + _END_SLACK_S:
             raise ManifestError(
@@ -344,9 +361,10 @@ def build_fleurs(req: CorpusRequest, multilingual: bool) -> Path:
 
     t0 = time.perf_counter()
     per_lang: dict[str, dict[str, list[Segment]]] = {}
+    audio_check = AudioCheck(req.name)
     for lang, (_, utts, paths) in inputs.items():
         segments = [s for p in paths for s in read_alignments(p)]
-        by_word = _word_segments(FLEURS_CODES[lang], utts, segments, ", ".join(map(str, paths)))
+        by_word = _word_segments(FLEURS_CODES[lang], utts, segments, ", ".join(map(str, paths)), audio_check)
         per_lang[lang] = _select(by_word, cfg["n_words"], cfg["seed"], lang)
         if len(per_lang[lang]) < cfg["n_words"]:
             n = len(per_lang[lang])
@@ -360,7 +378,7 @@ def build_fleurs(req: CorpusRequest, multilingual: bool) -> Path:
             for k, s in enumerate(segs):
                 audio = utts[s.file_name].audio
                 if s.file_name not in srs:
-                    srs[s.file_name] = sf.info(audio).samplerate
+                    srs[s.file_name] = audio_check.info(audio, FLEURS_SR)[0]
                 rows.append(
                     {
                         "id": f"{lang}/{word}_{k:02d}",
@@ -377,6 +395,7 @@ def build_fleurs(req: CorpusRequest, multilingual: bool) -> Path:
                 )
     if not rows:
         raise ManifestError(f"{req.name}: no word segment passes the filters in {list(inputs)}")
+    check_splits(rows, f"{req.name} ({', '.join(inputs)})", "segment", "; the split is by word: too few words pass the filters")
     write_manifest(manifest_table(rows), manifest)
     counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
     print(
@@ -384,6 +403,7 @@ def build_fleurs(req: CorpusRequest, multilingual: bool) -> Path:
         f"({', '.join(f'{s} {n}' for s, n in counts.items())}) "
         f"in {time.perf_counter() - t0:.1f} s -> {manifest}"
     )
+    audio_check.log()
     return manifest
 
 

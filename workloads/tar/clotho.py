@@ -34,29 +34,29 @@ five captions as written (the workload preprocesses them with
 ``data_root`` (nothing is copied).
 
 Errors: a missing captions CSV or audio folder, a CSV without the Clotho columns, a row with an
-empty caption cell, a duplicate file name, or audio files the CSVs list but the folder lacks, each
-give one :class:`~orchestrator.corpus.ManifestError` line naming what is missing and every place
-looked. A file that exists but whose header cannot be read is kept with ``sr`` 44100 (Clotho's
-rate) and ``duration`` 0 ("whole file") and named in the build log: decoding it then fails in the
-core's extraction, which stops with the list or, with ``--skip-bad-items``, quarantines and records
-it, so no item is dropped without a record.
+empty caption cell or a duplicate file name, each give one
+:class:`~orchestrator.corpus.ManifestError` line naming what is missing and every place looked.
+An audio file the CSVs list but the folder lacks, or whose header cannot be read, is kept with
+``sr`` 44100 (Clotho's rate) and ``duration`` 0 ("whole file") and named in the build log; the
+core's bad-item check before extraction (:class:`~orchestrator.corpus.AudioCheck`) then stops with
+one line naming it or, with ``--skip-bad-items``, quarantines and records it, so no item is
+dropped without a record.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
 from orchestrator.corpus import (
+    AudioCheck,
     CorpusRequest,
     ManifestError,
     build_dir,
+    input_stats,
     manifest_table,
     register_corpus,
     write_manifest,
@@ -157,7 +157,8 @@ def read_captions(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def _check_audio(layout: Layout, items: dict[str, list[tuple[str, list[str]]]]) -> dict[str, list[Path]]:
-    """Audio path per item, split by split; one error naming every missing folder or file."""
+    """Audio path per item, split by split; one error naming every missing folder (a missing
+    file is kept, see the module doc)."""
     missing_dirs = [layout.split_dir(s) for s in CLOTHO_SPLITS if not layout.split_dir(s).is_dir()]
     if missing_dirs:
         archives = [f"clotho_audio_{d.name}.7z" for d in missing_dirs]
@@ -165,24 +166,7 @@ def _check_audio(layout: Layout, items: dict[str, list[tuple[str, list[str]]]]) 
             f"Clotho audio folder(s) missing: {', '.join(map(str, missing_dirs))} (captions found in "
             f"{layout.csv_dir}); extract {', '.join(archives)} into {layout.audio_dir}"
         )
-    paths = {s: [layout.split_dir(s) / name for name, _ in items[s]] for s in CLOTHO_SPLITS}
-    missing = [(s, p) for s in CLOTHO_SPLITS for p in paths[s] if not p.is_file()]
-    if missing:
-        per_split = {s: sum(1 for m, _ in missing if m == s) for s in CLOTHO_SPLITS}
-        counts = ", ".join(f"{n} of {len(paths[s])} in {layout.split_dir(s)}" for s, n in per_split.items() if n)
-        raise ManifestError(
-            f"Clotho audio missing: {len(missing)} file(s) listed in the captions CSVs are not on disk "
-            f"({counts}), e.g. {', '.join(str(p) for _, p in missing[:_SHOW])}"
-        )
-    return paths
-
-
-def _stats(paths: list[Path]) -> list[tuple[str, int, int]]:
-    out = []
-    for p in paths:
-        st = os.stat(p)
-        out.append((str(p), st.st_size, st.st_mtime_ns))
-    return out
+    return {s: [layout.split_dir(s) / name for name, _ in items[s]] for s in CLOTHO_SPLITS}
 
 
 @register_corpus(CORPUS_NAME)
@@ -196,21 +180,16 @@ def build_tar_clotho(req: CorpusRequest) -> Path:
     paths = _check_audio(layout, items)
     csvs = [layout.captions_csv(s) for s in CLOTHO_SPLITS]
     key: dict[str, Any] = {"corpus": CORPUS_NAME, "layout": layout.name,
-                           "inputs": _stats(csvs + [p for s in CLOTHO_SPLITS for p in paths[s]])}  # fmt: skip
+                           "inputs": input_stats(csvs + [p for s in CLOTHO_SPLITS for p in paths[s]])}  # fmt: skip
     manifest = build_dir(Path(req.work_dir) / CORPUS_NAME, key) / "manifest.parquet"
     if manifest.exists():
         return manifest
 
     t0 = time.perf_counter()
-    rows, unreadable = [], []
+    rows, audio = [], AudioCheck(CORPUS_NAME)
     for clotho_split, split in CLOTHO_SPLITS.items():
         for (name, caps), path in zip(items[clotho_split], paths[clotho_split], strict=True):
-            try:
-                info = sf.info(str(path))
-                sr, duration = int(info.samplerate), float(info.duration)
-            except Exception as e:  # libsndfile raises its own error types
-                unreadable.append(f"{path} ({e})")
-                sr, duration = CLOTHO_SR, 0.0
+            sr, duration = audio.info(path, CLOTHO_SR)
             item_id = f"{split}/{name}"
             rows.append({"id": item_id, "split": split, "audio_path": str(path.resolve()), "sr": sr,
                          "offset": 0.0, "duration": duration, "texts": caps, "label": item_id,
@@ -219,7 +198,5 @@ def build_tar_clotho(req: CorpusRequest) -> Path:
     counts = ", ".join(f"{s} {len(items[c])}" for c, s in CLOTHO_SPLITS.items())
     print(f"[{CORPUS_NAME}] {len(rows)} clips ({counts}) from {layout.csv_dir} ({layout.name} layout) "
           f"in {time.perf_counter() - t0:.1f} s -> {manifest}")  # fmt: skip
-    if unreadable:
-        print(f"[{CORPUS_NAME}] warning: {len(unreadable)} audio file(s) with an unreadable header kept with "
-              f"duration 0 for the extraction's bad-item check: {'; '.join(unreadable[:_SHOW])}")  # fmt: skip
+    audio.log(_SHOW)
     return manifest
