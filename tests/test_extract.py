@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 
 from orchestrator.cache import load_embeddings
-from orchestrator.corpus import manifest_table, read_manifest, write_manifest
+from orchestrator.corpus import build_corpus, manifest_table, read_manifest, write_manifest
 from orchestrator.encoders.base import build_encoder
 from orchestrator.extract import BadItemsError, extract
 
@@ -69,10 +70,37 @@ def _with_bad_items(tmp_path: Path, rows: list[dict]) -> Path:
 def test_bad_items_fail_with_one_line_naming_them(ray_local, tone_manifest, tmp_path: Path) -> None:
     _, rows = tone_manifest
     manifest = _with_bad_items(tmp_path, rows)
-    with pytest.raises(BadItemsError) as e:
+    with pytest.raises(BadItemsError) as e:  # a missing file is found before any encoding
         extract(manifest, "logmel_stats", {}, tmp_path / "cache", batch_size=32)
     msg = str(e.value)
+    assert "\n" not in msg and f"bad_missing: missing audio file {tmp_path / 'bad/missing.wav'}" in msg
+    assert "--skip-bad-items" in msg
+    table = read_manifest(manifest)
+    present = write_manifest(table.filter(pc.not_equal(table.column("id"), "bad_missing")), tmp_path / "m2.parquet")
+    with pytest.raises(BadItemsError) as e:  # unreadable ones while decoding
+        extract(present, "logmel_stats", {}, tmp_path / "cache", batch_size=32)
+    msg = str(e.value)
     assert "\n" not in msg and "bad_corrupt" in msg and "--skip-bad-items" in msg
+
+
+def test_missing_file_of_a_real_corpus_is_quarantined_and_counted(ray_local, tmp_path: Path) -> None:
+    """A real-corpus adapter (the speakers CSV) keeps a row whose file is missing; extraction with
+    --skip-bad-items quarantines it with its reason, records it in the cache's meta (from there
+    data/quarantine.json in MLflow) and counts it; the other items are all embedded."""
+    from tests.test_speaker_text_corpus import csv_request, metadata_corpus, write_csv
+    from workloads.speaker_text import csv_corpus  # noqa: F401  (registers the corpus)
+
+    root = tmp_path / "c"
+    rows = metadata_corpus(root, n_speakers=3)
+    write_csv(root / "speakers.csv", ["audio_path", "speaker_id", "gender", "accent", "age", "occupation"],
+              [*rows, ["audio/nope.wav", "S00", "m", "", "", ""]])  # fmt: skip
+    manifest = build_corpus(csv_request(root, tmp_path / "work"))
+    res = extract(manifest, "logmel_stats", {}, tmp_path / "cache", skip_bad_items=True)
+    reason = f"missing audio file {(root / 'audio/nope.wav').resolve()}"
+    assert res.quarantined == [("S00/nope", reason)] and res.missing_ids == ["S00/nope"]
+    assert res.n_items == 6 and len(load_embeddings(res.cache_dir)) == 6
+    meta = json.loads((res.cache_dir / "meta.json").read_text())
+    assert meta["quarantined"] == [["S00/nope", reason]] and meta["n_manifest_items"] == 7
 
 
 def test_skip_bad_items_quarantines_and_records(ray_local, tone_manifest, tmp_path: Path) -> None:
