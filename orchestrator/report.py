@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from orchestrator import storage
 from orchestrator.plan import SweepPlan
-from orchestrator.tracking import SweepTracker, table_from_json
+if TYPE_CHECKING:  # MLflow takes 1.5 s to import: trial processes use mean_std, not the tracker
+    from orchestrator.tracking import SweepTracker
 
 WIDTH = 120
 OK = ("ok", "stopped-early")
@@ -214,6 +215,8 @@ def _log_summary_figures(tracker: SweepTracker, parent: str, figures: dict[str, 
 def _aggregate_workload_tables(plan: SweepPlan, wl: Any, tracker: SweepTracker, trials: pd.DataFrame,
                                group_cols: list[str]) -> None:
     """The workload's tables (e.g. the paper's Table 4.3) aggregated over seeds, per group."""
+    from orchestrator.tracking import table_from_json
+
     if plan.space.searcher != "grid" or trials.empty:
         return
     recs = tracker.state.get("trials", {})

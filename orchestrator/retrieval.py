@@ -31,8 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 probe logs a benign ImportError
 import faiss  # noqa: E402
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
 __all__ = [
@@ -504,6 +502,10 @@ def clustering_metrics(
 
     A silhouette is NaN where it is undefined (fewer than 2 or as many clusters as samples).
     """
+    # sklearn takes 1.2 s to import; only the clustering metrics need it (not every trial process)
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, silhouette_score
+
     x = l2_normalize(_as_matrix(embeddings, "embeddings")).astype(np.float64)
     y = np.asarray(labels)
     if y.ndim != 1 or y.size != x.shape[0]:

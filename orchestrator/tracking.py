@@ -37,11 +37,15 @@ def metric_name(key: str) -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str:
+    """HEAD of the checkout; where there is no ``.git`` (a cluster node: ``ray up`` does not sync
+    it), the commit the submitter passed in ``GIT_COMMIT`` (deploy/submit_sweep.sh); else unknown."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=cwd or Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        import os  # here, not at the top: this function is the module's only user
+
+        return os.environ.get("GIT_COMMIT", "").strip() or "unknown"
 
 
 def artifact_root_for(tracking_uri: str) -> str | None:
@@ -129,11 +133,15 @@ class SweepTracker:
             f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_id}'"))
         return runs[0].info.run_id if runs else None
 
-    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int | None = None) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int | None = None,
+                    tags: dict[str, str] | None = None) -> None:
+        """One store write per 900 metrics (``tags`` go with the first): a trial's final metrics,
+        whatever their number, cost one sqlite transaction, not one per group."""
         ms = [Metric(metric_name(k), float(v), _now_ms(), step or 0) for k, v in metrics.items()
               if isinstance(v, int | float) and not isinstance(v, bool)]
-        for i in range(0, len(ms), 900):
-            self.client.log_batch(run_id, metrics=ms[i:i + 900])
+        extra = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(ms), 1 if extra else 0), 900):
+            self.client.log_batch(run_id, metrics=ms[i:i + 900], tags=extra if i == 0 else [])
 
     def log_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
@@ -152,6 +160,21 @@ class SweepTracker:
         logged = json.loads(self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
         if {"path": path, "type": "table"} not in logged:  # what the MLflow UI lists as a table
             self.client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, {"path": path, "type": "table"}]))
+
+    def log_table_files(self, run_id: str, tables_dir: Path) -> dict[str, str]:
+        """Upload a trial's ``tables/*.json`` (already MLflow's "split" table format) as they are,
+        in one copy; returns the run tag that makes the MLflow UI list them as tables (to be
+        written with the run's metrics), or nothing when it already does."""
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        names = sorted(p.name for p in tables_dir.glob("*.json"))
+        if not names:
+            return {}
+        self.client.log_artifacts(run_id, str(tables_dir), "tables")
+        logged = json.loads(self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        new = [{"path": f"tables/{n}", "type": "table"} for n in names]
+        new = [e for e in new if e not in logged]
+        return {MLFLOW_LOGGED_ARTIFACTS: json.dumps([*logged, *new])} if new else {}
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
@@ -236,11 +259,10 @@ class MlflowTrialCallback(tune.Callback):
             self.last_ckpt[trial.trial_id] = _trial_uri(trial, result["checkpoint_dir_name"])
         if result.get("final"):
             ckpt_dir = _trial_uri(trial, result["checkpoint_dir_name"]) if result.get("checkpoint_dir_name") else None
-            if result.get("eval_only"):  # evaluation trials report validation once, with the test
-                self.tracker.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("val/")})
             final = {k: v for k, v in result.items() if k.startswith(("test/", "test_last/", "data/", "val/", "best/"))}
-            self._log_final(run_id, {k: v for k, v in final.items() if k.startswith(("test/", "test_last/", "data/"))},
-                            ckpt_dir, result)
+            # evaluation trials report validation once, with the test
+            logged = ("test/", "test_last/", "data/", "best", *(("val/",) if result.get("eval_only") else ()))
+            self._log_final(run_id, {k: v for k, v in result.items() if k.startswith(logged)}, ckpt_dir)
             self.finalised.add(trial.trial_id)
             self._record(trial, metrics=_plain(final), artifacts=ckpt_dir)
             return
@@ -251,32 +273,33 @@ class MlflowTrialCallback(tune.Callback):
         if self.console:
             self.console.status(self.tracker.state.get(self.state_key, {}))
 
-    def _log_final(self, run_id: str, metrics: dict[str, Any], location: str | Path | None, result: dict) -> None:
-        """Metrics, then the trial's artifacts: tables, figures, config, model. ``location`` is where
-        they are (a local directory, or the checkpoint in Tune storage, which may be a bucket)."""
-        self.tracker.log_metrics(run_id, metrics)
-        self.tracker.log_metrics(run_id, {k: v for k, v in result.items() if k.startswith("best")})
+    def _log_final(self, run_id: str, metrics: dict[str, Any], location: str | Path | None) -> None:
+        """The trial's artifacts (tables, figures, config, model), then its metrics with the tag
+        that lists the tables, in one store write. ``location`` is where the artifacts are (a local
+        directory, or the checkpoint in Tune storage, which may be a bucket). The driver does this
+        for every trial while Tune waits, so store writes are what an evaluation trial costs."""
+        tags: dict[str, str] = {}
         if location is None or not storage.exists(str(location)):
             log.warning("trial artifacts %s not found; tables not logged", location)
-            return
-        if storage.is_uri(str(location)):
+        elif storage.is_uri(str(location)):
             with tempfile.TemporaryDirectory(prefix="trial-artifacts-") as d:
-                self._log_artifacts(run_id, storage.download_dir(str(location), d))
+                tags = self._log_artifacts(run_id, storage.download_dir(str(location), d))
         else:
-            self._log_artifacts(run_id, Path(location))
+            tags = self._log_artifacts(run_id, Path(location))
+        self.tracker.log_metrics(run_id, metrics, tags=tags)
 
-    def _log_artifacts(self, run_id: str, ckpt_dir: Path) -> None:
-        for table in sorted((ckpt_dir / "tables").glob("*.json")):
-            self.tracker.log_table(run_id, table.stem, table_from_json(table.read_text()))
-        for fig in sorted((ckpt_dir / "figures").glob("*.png")):
-            self.tracker.log_artifact(run_id, fig, "figures")
+    def _log_artifacts(self, run_id: str, ckpt_dir: Path) -> dict[str, str]:
+        tags = self.tracker.log_table_files(run_id, ckpt_dir / "tables") if (ckpt_dir / "tables").is_dir() else {}
+        if any((ckpt_dir / "figures").glob("*.png")):
+            self.tracker.client.log_artifacts(run_id, str(ckpt_dir / "figures"), "figures")
         if (ckpt_dir / "config.json").exists():  # what --from-run rebuilds the model from
             self.tracker.log_artifact(run_id, ckpt_dir / "config.json")
         model = ckpt_dir / "model.pt"
         if model.exists():
             self.tracker.log_artifact(run_id, model, "model")
         elif (ckpt_dir / "model_checkpoint.txt").exists():  # fine-tuned encoders stay in Train storage
-            self.tracker.log_tags(run_id, {"model_checkpoint": (ckpt_dir / "model_checkpoint.txt").read_text()})
+            tags["model_checkpoint"] = (ckpt_dir / "model_checkpoint.txt").read_text()
+        return tags
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._child(trial)
@@ -315,7 +338,7 @@ class MlflowTrialCallback(tune.Callback):
                 self._record(trial, error=reason)
                 self.tracker.finish(run_id, "FAILED")
                 continue
-            self._log_final(run_id, metrics, art, {})
+            self._log_final(run_id, metrics, art)
             self.finalised.add(trial_id)
             self._record(trial, metrics=_plain(metrics), artifacts=art)
             self.tracker.finish(run_id, "FINISHED")

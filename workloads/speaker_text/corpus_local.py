@@ -75,8 +75,6 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import soxr
-from scipy.fft import next_fast_len
-from scipy.signal import butter, fftconvolve, sosfilt
 
 from orchestrator.corpus import (
     CorpusRequest,
@@ -309,6 +307,8 @@ def sentences_for(seed: int, speaker_id: str, n: int) -> list[str]:
 
 def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
     """1/f noise by spectral shaping, on an FFT-friendly length (clip lengths are often near-prime)."""
+    from scipy.fft import next_fast_len  # scipy.signal costs 0.7 s to import: only corpus builds need it
+
     m = next_fast_len(n, real=True)
     spec = np.fft.rfft(rng.standard_normal(m))
     f = np.arange(len(spec), dtype=np.float64)
@@ -317,6 +317,8 @@ def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _reverb(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
     rt60 = rng.uniform(*RT60_S)
     t = np.arange(int(rt60 * SR)) / SR
     ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
@@ -328,6 +330,8 @@ def _reverb(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
 
 def add_channel(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Padding, microphone band, sometimes a small room, a noise floor, a peak level (float64 in)."""
+    from scipy.signal import butter, sosfilt
+
     pad = [np.zeros(int(rng.uniform(*PAD_S) * SR)) for _ in range(2)]
     audio = np.concatenate([pad[0], audio, pad[1]])
     sos = butter(2, [rng.uniform(*BAND_LOW_HZ), rng.uniform(*BAND_HIGH_HZ)], btype="bandpass", fs=SR, output="sos")
