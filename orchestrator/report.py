@@ -86,7 +86,8 @@ def trial_rows(plan: SweepPlan, tracker: SweepTracker) -> pd.DataFrame:
                                "seed": cfg.get("seed")}
         row.update({k: cfg.get(k) for k in plan.searched})
         row[metric] = m.get(metric)
-        row.update({k: v for k, v in m.items() if k.startswith("test/")})
+        # the last epoch's test metrics too: tables that show both (CLASP's stage 1) read them here
+        row.update({k: v for k, v in m.items() if k.startswith(("test/", "test_last/"))})
         if rec.get("error"):
             row["error"] = rec["error"][:200]
         row["run_id"] = rec.get("run_id")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from orchestrator.report import WIDTH, trials_text
+from types import SimpleNamespace
+
+from orchestrator.report import WIDTH, trial_rows, trials_text
 
 
 def test_metrics_survive_the_width_cut_parameters_go_first() -> None:
@@ -22,3 +24,15 @@ def test_metrics_survive_the_width_cut_parameters_go_first() -> None:
         assert name in head, name
     assert "lr" not in head.split()  # the last parameter is what the cut removed
     assert lines[3].startswith("*")  # trial t2 is marked best
+
+
+def test_trial_rows_carry_best_and_last_epoch_test_metrics() -> None:
+    """Workload tables that show the last epoch beside the best checkpoint (CLASP stage 1) read
+    both from these rows; only test metrics come along, not validation ones."""
+    plan = SimpleNamespace(space=SimpleNamespace(metric="val/loss", mode="min"), searched=["modality"], n_trials=1)
+    tracker = SimpleNamespace(state={"trials": {"t1": {
+        "number": 1, "status": "ok", "config": {"modality": "ssl", "seed": 0}, "run_id": "r1",
+        "metrics": {"best/val/loss": 0.2, "test/hits1": 0.9, "test_last/hits1": 0.8, "val/hits1": 0.7}}}})
+    row = trial_rows(plan, tracker).iloc[0]  # type: ignore[arg-type]
+    assert (row["test/hits1"], row["test_last/hits1"], row["modality"]) == (0.9, 0.8, "ssl")
+    assert "val/hits1" not in row
