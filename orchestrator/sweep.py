@@ -333,7 +333,7 @@ def _start_records(sweep: Sweep, resume: bool) -> None:
                        "overrides": " ".join(inv.overrides), "data_root": inv.data_root,
                        "skip_bad_items": inv.skip_bad_items, "from_run": inv.from_run,
                        "max_concurrent": inv.max_concurrent, "max_concurrent_trials": sweep.max_concurrent}}, tags)
-    if not resume:
+    if not resume or sweep.tracker.recreated_parent:  # a store restored from an older backup lost it
         _log_data(sweep.tracker, parent, data)
 
 

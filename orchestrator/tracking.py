@@ -5,6 +5,11 @@ Only the driver writes (a sqlite store takes one writer): trials hand their tabl
 over in their final Tune checkpoint, and :class:`MlflowTrialCallback` (a Tune callback, so it runs
 in the driver) logs them. The parent and child run ids are kept in ``tracking.json`` in the
 sweep's records (beside Tune's experiment directory), so ``--resume`` continues the same runs.
+
+The store may be older than ``tracking.json``: a sqlite store restored from a backup taken before
+the head was lost. ``--resume`` then re-creates the runs the store no longer has and completes the
+finished trials' runs from their records (see :meth:`SweepTracker.start_parent`). A PostgreSQL
+store (``postgresql://user:pw@host:port/db``, e.g. RDS) outlives the head and needs none of this.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -49,10 +55,16 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def artifact_root_for(tracking_uri: str) -> str | None:
-    """Local sqlite stores keep artifacts in ``mlruns/artifacts`` beside the database."""
+    """Local sqlite stores keep artifacts in ``mlruns/artifacts`` beside the database. A database
+    server named directly (``postgresql://``) has no place for files, and MLflow's own default
+    would be ``./mlruns`` wherever the driver happens to run: they go to ``mlruns/artifacts`` under
+    the working directory, as with the default sqlite store. (On a cluster the driver talks to the
+    head's ``mlflow server``, whose ``--artifacts-destination`` is the bucket; this is not used.)"""
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         return (db.resolve().parent / "artifacts").as_uri()
+    if tracking_uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql", "mssql"):
+        return (Path("mlruns") / "artifacts").resolve().as_uri()
     return None
 
 
@@ -63,13 +75,18 @@ class SweepTracker:
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(parents=True, exist_ok=True)
         self.uri = tracking_uri
+        self.experiment = experiment
         self.client = MlflowClient(tracking_uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            experiment, artifact_location=artifact_root_for(tracking_uri))
+        self.experiment_id = self._experiment_id()
         self.state_file = state_file  # a path or URI beside the Tune experiment (see orchestrator.storage)
         self.state: dict[str, Any] = self._load()
         self.resumed = False  # the parent run existed (--resume): a trial's run may predate tracking.json
+        self.recreated_parent = False  # --resume found the store without the parent run (an older store)
+
+    def _experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(self.experiment)
+        return exp.experiment_id if exp else self.client.create_experiment(
+            self.experiment, artifact_location=artifact_root_for(self.uri))
 
     def _load(self) -> dict[str, Any]:
         return json.loads(storage.read_text(self.state_file)) if storage.exists(self.state_file) else {"children": {}}
@@ -80,9 +97,16 @@ class SweepTracker:
 
     # -- parent ------------------------------------------------------------------------------
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        """A new parent run, or (``--resume``) the recorded one, which the store must have: a store
+        restored from an older backup may lack it, or some child runs, or the end of finished
+        trials; those are re-created from ``tracking.json`` before any trial runs."""
         if self.state.get("parent"):
-            self.client.update_run(self.state["parent"], status="RUNNING")
             self.resumed = True
+            if self._run(self.state["parent"]) is None:
+                self._recreate_parent(run_name, params, tags)
+            else:
+                self.client.update_run(self.state["parent"], status="RUNNING")
+            self._restore_children()
             return self.state["parent"]
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.state["parent"] = run.info.run_id
@@ -99,6 +123,85 @@ class SweepTracker:
         self.__dict__.update(d)
         self.client = MlflowClient(self.uri)
         self.state = self._load()
+        if getattr(self, "experiment", None):  # the store may have been restored since the pickle
+            self.experiment_id = self._experiment_id()
+
+    # -- an older store (--resume after the head was lost) -------------------------------------
+    def _run(self, run_id: str) -> Run | None:
+        """The run, or None where the store does not have it."""
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def _recreate_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
+        old = self.state["parent"]
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={**tags, "recreated_from_run_id": old})
+        self._log_params(run.info.run_id, params)
+        log.warning("the tracking store has no parent run %s (restored from an older backup?): "
+                    "re-created as %s", old, run.info.run_id)
+        self.state["parent"] = run.info.run_id
+        self._replace_run_id(old, run.info.run_id)
+        self.recreated_parent = True
+        self.save()
+
+    def _restore_children(self) -> None:
+        """Each child run ``tracking.json`` names: re-created where the store lacks it (same name,
+        tags and params), and brought to what its trial record says: a finished trial's run gets
+        its recorded final metrics and artifacts and is FINISHED, a failed one is FAILED."""
+        records = self._trial_records()
+        for trial_id, run_id in list(self.state["children"].items()):
+            rec = records.get(trial_id, {})
+            run = self._run(run_id)
+            if run is None:
+                run = self._recreate_child(trial_id, run_id, rec)
+            self._complete(run, rec)
+        self.save()
+
+    def _recreate_child(self, trial_id: str, old: str, rec: dict[str, Any]) -> Run:
+        tags = {"mlflow.parentRunId": self.parent_id, "trial_id": trial_id,
+                **self.state.get("child_tags", {}).get(trial_id, {}), "recreated_from_run_id": old}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
+        self._log_params(run.info.run_id, rec.get("config", {}))
+        log.warning("the tracking store has no run %s of trial %s: re-created as %s", old, trial_id, run.info.run_id)
+        self.state["children"][trial_id] = run.info.run_id
+        self._replace_run_id(old, run.info.run_id)
+        return self.client.get_run(run.info.run_id)
+
+    def _complete(self, run: Run, rec: dict[str, Any]) -> None:
+        """Log what the run lacks of a finished trial's record (metrics already there, such as a
+        validation history, are left as they are) and end it as the record says."""
+        run_id, status = run.info.run_id, rec.get("status")
+        if status in ("ok", "stopped-early") and (rec.get("artifacts") or _has_test(rec)):
+            if run.info.status == "FINISHED" and all(metric_name(k) in run.data.metrics for k in rec.get("metrics", {})):
+                return
+            missing = {k: v for k, v in rec.get("metrics", {}).items() if metric_name(k) not in run.data.metrics}
+            self.log_final(run_id, missing, rec.get("artifacts"))
+            self.finish(run_id, "FINISHED")
+        elif status == "failed" and run.info.status != "FAILED":
+            self.log_tags(run_id, {"failure_reason": rec.get("error", "unknown error")})
+            self.finish(run_id, "FAILED")
+
+    def _trial_records(self) -> dict[str, dict[str, Any]]:
+        """Trial id -> outcome, over every section of trial records (trials, source trainings)."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, section in self.state.items():
+            if key not in ("children", "child_tags") and isinstance(section, dict):
+                out.update({t: r for t, r in section.items() if isinstance(r, dict) and "config" in r})
+        return out
+
+    def _replace_run_id(self, old: str, new: str) -> None:
+        """Every record naming the run ``old`` (trial records, trained sources) names ``new``."""
+        for key, section in self.state.items():
+            if key in ("children", "recreated_runs") or not isinstance(section, dict):
+                continue
+            for rec in section.values():
+                if isinstance(rec, dict) and rec.get("run_id") == old:
+                    rec["run_id"] = new
+        self.state.setdefault("recreated_runs", {})[old] = new
 
     @property
     def parent_id(self) -> str:
@@ -114,6 +217,8 @@ class SweepTracker:
     def child_for(self, trial_id: str, config: dict[str, Any], tags: dict[str, str]) -> str:
         if trial_id in self.state["children"]:
             return self.state["children"][trial_id]
+        # kept so that --resume can re-create the run in a store that lost it (an older backup)
+        self.state.setdefault("child_tags", {})[trial_id] = dict(tags)
         orphan = self._orphan(trial_id) if self.resumed else None
         if orphan is not None:  # created just before the driver died, before tracking.json knew it
             self._log_params(orphan, config)  # the same values again: completes a cut-off batch
@@ -179,6 +284,34 @@ class SweepTracker:
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def log_final(self, run_id: str, metrics: dict[str, Any], location: str | Path | None) -> None:
+        """The trial's artifacts (tables, figures, config, model), then its metrics with the tag
+        that lists the tables, in one store write. ``location`` is where the artifacts are (a local
+        directory, or the checkpoint in Tune storage, which may be a bucket). The driver does this
+        for every trial while Tune waits, so store writes are what an evaluation trial costs."""
+        tags: dict[str, str] = {}
+        if location is None or not storage.exists(str(location)):
+            log.warning("trial artifacts %s not found; tables not logged", location)
+        elif storage.is_uri(str(location)):
+            with tempfile.TemporaryDirectory(prefix="trial-artifacts-") as d:
+                tags = self._log_trial_artifacts(run_id, storage.download_dir(str(location), d))
+        else:
+            tags = self._log_trial_artifacts(run_id, Path(location))
+        self.log_metrics(run_id, metrics, tags=tags)
+
+    def _log_trial_artifacts(self, run_id: str, ckpt_dir: Path) -> dict[str, str]:
+        tags = self.log_table_files(run_id, ckpt_dir / "tables") if (ckpt_dir / "tables").is_dir() else {}
+        if any((ckpt_dir / "figures").glob("*.png")):
+            self.client.log_artifacts(run_id, str(ckpt_dir / "figures"), "figures")
+        if (ckpt_dir / "config.json").exists():  # what --from-run rebuilds the model from
+            self.log_artifact(run_id, ckpt_dir / "config.json")
+        model = ckpt_dir / "model.pt"
+        if model.exists():
+            self.log_artifact(run_id, model, "model")
+        elif (ckpt_dir / "model_checkpoint.txt").exists():  # fine-tuned encoders stay in Train storage
+            tags["model_checkpoint"] = (ckpt_dir / "model_checkpoint.txt").read_text()
+        return tags
+
     def finish(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
@@ -190,6 +323,10 @@ class SweepTracker:
 
     def save(self) -> None:
         storage.write_text(self.state_file, json.dumps(self.state, indent=2))
+
+
+def _has_test(rec: dict[str, Any]) -> bool:
+    return any(k.startswith(("test/", "test_last/")) for k in rec.get("metrics", {}))
 
 
 def _now_ms() -> int:
@@ -262,7 +399,7 @@ class MlflowTrialCallback(tune.Callback):
             final = {k: v for k, v in result.items() if k.startswith(("test/", "test_last/", "data/", "val/", "best/"))}
             # evaluation trials report validation once, with the test
             logged = ("test/", "test_last/", "data/", "best", *(("val/",) if result.get("eval_only") else ()))
-            self._log_final(run_id, {k: v for k, v in result.items() if k.startswith(logged)}, ckpt_dir)
+            self.tracker.log_final(run_id, {k: v for k, v in result.items() if k.startswith(logged)}, ckpt_dir)
             self.finalised.add(trial.trial_id)
             self._record(trial, metrics=_plain(final), artifacts=ckpt_dir)
             return
@@ -272,34 +409,6 @@ class MlflowTrialCallback(tune.Callback):
         self._record(trial, metrics=_plain({k: v for k, v in result.items() if k.startswith("best/")}))
         if self.console:
             self.console.status(self.tracker.state.get(self.state_key, {}))
-
-    def _log_final(self, run_id: str, metrics: dict[str, Any], location: str | Path | None) -> None:
-        """The trial's artifacts (tables, figures, config, model), then its metrics with the tag
-        that lists the tables, in one store write. ``location`` is where the artifacts are (a local
-        directory, or the checkpoint in Tune storage, which may be a bucket). The driver does this
-        for every trial while Tune waits, so store writes are what an evaluation trial costs."""
-        tags: dict[str, str] = {}
-        if location is None or not storage.exists(str(location)):
-            log.warning("trial artifacts %s not found; tables not logged", location)
-        elif storage.is_uri(str(location)):
-            with tempfile.TemporaryDirectory(prefix="trial-artifacts-") as d:
-                tags = self._log_artifacts(run_id, storage.download_dir(str(location), d))
-        else:
-            tags = self._log_artifacts(run_id, Path(location))
-        self.tracker.log_metrics(run_id, metrics, tags=tags)
-
-    def _log_artifacts(self, run_id: str, ckpt_dir: Path) -> dict[str, str]:
-        tags = self.tracker.log_table_files(run_id, ckpt_dir / "tables") if (ckpt_dir / "tables").is_dir() else {}
-        if any((ckpt_dir / "figures").glob("*.png")):
-            self.tracker.client.log_artifacts(run_id, str(ckpt_dir / "figures"), "figures")
-        if (ckpt_dir / "config.json").exists():  # what --from-run rebuilds the model from
-            self.tracker.log_artifact(run_id, ckpt_dir / "config.json")
-        model = ckpt_dir / "model.pt"
-        if model.exists():
-            self.tracker.log_artifact(run_id, model, "model")
-        elif (ckpt_dir / "model_checkpoint.txt").exists():  # fine-tuned encoders stay in Train storage
-            tags["model_checkpoint"] = (ckpt_dir / "model_checkpoint.txt").read_text()
-        return tags
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._child(trial)
@@ -338,7 +447,7 @@ class MlflowTrialCallback(tune.Callback):
                 self._record(trial, error=reason)
                 self.tracker.finish(run_id, "FAILED")
                 continue
-            self._log_final(run_id, metrics, art)
+            self.tracker.log_final(run_id, metrics, art)
             self.finalised.add(trial_id)
             self._record(trial, metrics=_plain(metrics), artifacts=art)
             self.tracker.finish(run_id, "FINISHED")
