@@ -162,3 +162,63 @@ def test_resume_recreates_the_parent_when_the_store_predates_the_sweep(store, tm
     assert_trials_complete(tracker, tmp_path)
     restored = pickle.loads(pickled)  # the store's experiment is a new one: the pickle's id is stale
     assert restored.experiment_id == tracker.experiment_id and restored.parent_id == tracker.parent_id
+
+
+def finished_in(db: Path) -> int:
+    """FINISHED runs in a sqlite store file, read directly (no MLflow engine kept on it)."""
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT count(*) FROM runs WHERE status = 'FINISHED'").fetchone()[0]
+    except sqlite3.OperationalError:  # no tables yet
+        return -1
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_on_an_older_store_without_losing_a_trial(ray_local, tmp_path: Path) -> None:
+    """The e2e resume test's tiny QbE grid: the store is backed up while no trial has finished,
+    the driver is killed once one has, the head's store is lost and the older backup restored;
+    ``--resume`` ends with every trial's run FINISHED with its test metrics and tables."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from orchestrator.sweep import main
+    from tests.test_e2e_sweep import common, runs, space_file
+
+    spec = space_file(tmp_path, "tiny_older", "searcher: grid\nscheduler: {type: none}\nseeds: [0, 1, 2]\n")
+    db, older = tmp_path / "mlflow.db", tmp_path / "older.db"
+    address = ray_local.get_runtime_context().gcs_address
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.sweep", spec, "--address", address,
+                             "--max-epochs", "5", *common(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 400
+    try:
+        while not (older.exists() and finished_in(db) >= 1):
+            assert proc.poll() is None, "sweep ended before it could be interrupted"
+            assert time.time() < deadline, "no trial finished in time"
+            if db.exists():
+                snapshot(db, tmp_path / "candidate.db")
+                if finished_in(tmp_path / "candidate.db") == 0:  # a backup from before any trial finished
+                    (tmp_path / "candidate.db").replace(older)
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver (and the head with it) is gone
+        proc.communicate(timeout=120)
+    snapshot(older, db)  # the new head restores the older backup
+
+    assert main([spec, "--resume", "--storage-path", str(tmp_path / "ray_results")]) == 0
+    client, parents, children = runs(tmp_path, "tiny_older")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert len({c.data.tags["trial_id"] for c in children}) == 3  # no trial's run twice
+    for c in children:
+        assert c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert "test/transformed/map" in c.data.metrics and c.data.params["epochs"] == "5"
+        assert "tables/qbe_retrieval.json" in {a.path for a in client.list_artifacts(c.info.run_id, "tables")}
+    trials = json.loads(Path(client.download_artifacts(parents[0].info.run_id, "tables/trials.json",
+                                                       str(tmp_path))).read_text())
+    assert len(trials["data"]) == 3
