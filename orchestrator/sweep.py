@@ -516,9 +516,23 @@ def _interrupted(plan: SweepPlan, tracker: Any) -> int:
 
 def _print_mlflow_hint(plan: SweepPlan, tracker: Any) -> None:
     uri = plan.inv.tracking_uri or DEFAULT_TRACKING_URI
-    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri}"
+    if uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):  # a database: a UI must be started on it
+        ui = f"mlflow ui --backend-store-uri {_without_password(uri)}"
+    else:  # a tracking server: its UI is at the same address
+        ui = f"open {uri}"
     print(f"\nMLflow: {ui}   (experiment '{plan.space.name}', parent run {tracker.parent_id}, "
           f"'{plan.inv.experiment}')", flush=True)
+
+
+def _without_password(uri: str) -> str:
+    """A database URI as it may be printed: ``user:secret@host`` becomes ``user:***@host``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _search(plan: SweepPlan, wl: Any, base: dict[str, Any]) -> tuple[Any, Any]:

@@ -85,3 +85,12 @@ def test_resume_of_a_finished_sweep_is_refused(tmp_path: Path) -> None:
     write_run(tmp_path, Invocation(sweep="qbe_margin", experiment="qbe_margin-20260101-000000"), status="FINISHED")
     with pytest.raises(ConfigError, match="nothing to resume: qbe_margin-20260101-000000 finished"):
         restore_invocation("qbe_margin", str(tmp_path), {})
+
+
+def test_database_passwords_are_not_printed() -> None:
+    from orchestrator.sweep import _without_password
+
+    assert _without_password("postgresql+psycopg://mlflow:s3cr@t@db.example:5432/runs") == \
+        "postgresql+psycopg://mlflow:***@db.example:5432/runs"
+    assert _without_password("postgresql://mlflow@db.example/runs") == "postgresql://mlflow@db.example/runs"
+    assert _without_password("sqlite:///mlruns/mlflow.db") == "sqlite:///mlruns/mlflow.db"
