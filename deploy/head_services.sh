@@ -8,7 +8,10 @@
 #   bash deploy/head_services.sh stop    # MLflow first, then the loop, which takes a final backup
 #
 # Settings: deploy/cluster.env; MLFLOW_DIR, MLFLOW_PORT, MLFLOW_BACKUP_URI, MLFLOW_ARTIFACTS_URI and
-# MLFLOW_BACKUP_EVERY_S override the defaults below.
+# MLFLOW_BACKUP_EVERY_S override the defaults below. MLFLOW_BACKEND_STORE_URI (e.g.
+# postgresql+psycopg://mlflow@<rds-host>:5432/mlflow, password in ~/.pgpass or PGPASSWORD; the
+# recommended store, see the README) replaces the sqlite file: then nothing is restored or backed up
+# here (the database keeps the runs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster.env"
@@ -56,6 +59,11 @@ case ${1:-} in
     cd "$(dirname "$here")"
     # A failed restore stops here (set -e): a server on an empty store, backed up, would overwrite
     # the bucket's copy.
+    if [ -n "${MLFLOW_BACKEND_STORE_URI:-}" ]; then
+      start_once mlflow "mlflow server" mlflow server --host 127.0.0.1 --port "$port" \
+        --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --artifacts-destination "$artifacts_uri"
+      exit 0
+    fi
     python -m orchestrator.mlflow_backup restore --db "$db" --to "$backup_uri"
     start_once mlflow "mlflow server" mlflow server --host 127.0.0.1 --port "$port" \
       --backend-store-uri "sqlite:///$db" --artifacts-destination "$artifacts_uri"
