@@ -16,6 +16,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -346,6 +347,35 @@ def test_head_services_start_once_and_stop_with_a_final_backup(tmp_path: Path) -
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_head_services_on_postgres_start_only_the_server(tmp_path: Path) -> None:
+    """With MLFLOW_BACKEND_STORE_URI (the recommended PostgreSQL store) the head runs the MLflow
+    server on it, and neither restores nor backs up a sqlite file."""
+    argv_file = tmp_path / "mlflow_argv.json"
+    bindir = _fake_bin(tmp_path, "mlflow", f"import json, sys, time\njson.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n"
+                                           "time.sleep(600)\n")
+    mdir = tmp_path / "mlflow"
+    uri = "postgresql+psycopg://mlflow@db.internal:5432/mlflow"
+    env = {**os.environ, "PATH": f"{bindir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "MLFLOW_DIR": str(mdir), "MLFLOW_BACKEND_STORE_URI": uri, "MLFLOW_BACKUP_URI": str(tmp_path / "nowhere.db"),
+           "MLFLOW_ARTIFACTS_URI": str(tmp_path / "artifacts")}
+    pid = None
+    try:
+        run = subprocess.run(["bash", str(DEPLOY / "head_services.sh"), "start"], capture_output=True, text=True,
+                             env=env, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+        pid = int((mdir / "mlflow.pid").read_text())
+        assert run.stdout.count("started") == 1 and not (mdir / "backup.pid").exists()
+        for _ in range(100):
+            if argv_file.exists() and argv_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        argv = json.loads(argv_file.read_text())
+        assert argv[argv.index("--backend-store-uri") + 1] == uri
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_sweep_is_submitted_as_a_ray_job_pinned_to_the_head(tmp_path: Path) -> None:
