@@ -122,9 +122,11 @@ class _LocalHost(TrialHost):
         pass
 
 
-def _train_and_test(config: dict[str, Any], epochs: int | None) -> float:
+def _train_and_test(config: dict[str, Any], epochs: int | None, keep: str | None = None) -> float:
+    """One trial's training and test pass; ``keep``: where to copy its best weights (a trial whose
+    figures the sweep draws onto its parent run afterwards)."""
     from orchestrator.registry import load_workload
-    from orchestrator.train import evaluate_states, load_states, split_of, train_model
+    from orchestrator.train import MODEL_FILE, evaluate_states, load_states, split_of, train_model
     from orchestrator.trials import cached_tables
 
     ctx = _CTX["ctx"]
@@ -138,7 +140,18 @@ def _train_and_test(config: dict[str, Any], epochs: int | None) -> float:
                        "max_epochs": epochs})
     state, last = load_states(host.last_dir)
     evaluate_states(wl, cfg, wl.to_data(test), state, last, ctx.metric, len(report.dropped))
+    if keep:
+        shutil.copy(Path(host.last_dir) / MODEL_FILE, keep)
     host.discard()
+    return time.perf_counter() - t0
+
+
+def _draw(config: dict[str, Any], state_file: str) -> float:
+    """The figures the sweep driver draws onto the parent run for one trial (``draw_figures``)."""
+    from orchestrator.trials import draw_figures
+
+    t0 = time.perf_counter()
+    draw_figures(config, _CTX["ctx"], torch.load(state_file, map_location="cpu", weights_only=True))
     return time.perf_counter() - t0
 
 
@@ -156,16 +169,21 @@ def _evaluate(config: dict[str, Any], state_file: str, figures: bool) -> float:
 
 
 def in_process(ctx: Any, jobs: list[tuple[dict[str, Any], int]], evals: list[dict[str, Any]],
-               selected: dict[str, Any] | None, concurrency: int, figures_per_trial: bool) -> tuple[float, float]:
+               selected: dict[str, Any] | None, concurrency: int, figures_per_trial: bool,
+               parent_figures: list[int] | None = None) -> tuple[float, float]:
     """Wall of the same trainings (then evaluations) in a pool of ``concurrency`` processes, and of
-    its trials proper (an evaluation sweep's evaluations, without the model training and figures)."""
+    its trials proper (an evaluation sweep's evaluations, without the model training and figures).
+    ``parent_figures``: the jobs whose figures the sweep drew onto its parent run, drawn once after
+    the trainings as the sweep draws them."""
     configs = [c for c, _ in jobs] + evals
     with ProcessPoolExecutor(concurrency, mp_context=get_context("spawn"), initializer=_warm,
-                             initargs=(ctx, configs)) as pool:
+                             initargs=(ctx, configs)) as pool, tempfile.TemporaryDirectory() as kept:
         list(pool.map(time.sleep, [0.5] * concurrency))  # every worker initialised (data loaded)
+        keep = [str(Path(kept) / f"{i}.pt") if i in (parent_figures or []) else None for i in range(len(jobs))]
         t0 = time.perf_counter()
-        list(pool.map(_train_and_test, [c for c, _ in jobs], [e for _, e in jobs]))
+        list(pool.map(_train_and_test, [c for c, _ in jobs], [e for _, e in jobs], keep))
         phase = time.perf_counter() - t0
+        list(pool.map(_draw, [jobs[i][0] for i in parent_figures or []], [keep[i] for i in parent_figures or []]))
         if evals:
             with tempfile.TemporaryDirectory() as d:
                 state_file = str(Path(d) / "source.pt")
@@ -214,6 +232,22 @@ def trial_context(name: str, args: list[str], cache: str) -> Any:
                         mode=plan.space.mode, data=data.view_dirs, manifests=data.manifests, storage_path="")
 
 
+def parent_figure_jobs(ctx: Any, state: dict[str, Any], trials: list[dict[str, Any]]) -> list[int]:
+    """Which of the replayed trainings the sweep drew parent-run figures for (a workload whose
+    trials draw none, e.g. speaker-text's one t-SNE per system), as indices into ``trials``."""
+    import pandas as pd
+
+    from orchestrator.registry import load_workload
+
+    wl = load_workload(ctx.workload)
+    if wl.trial_figures or not trials:
+        return []
+    ids = {id(r): tid for tid, r in state.get("trials", {}).items()}
+    rows = pd.DataFrame([{"trial_id": ids[id(r)], **r["config"]} for r in trials])
+    chosen = set(wl.parent_figure_trials(rows, None).values())
+    return [i for i, r in enumerate(trials) if ids[id(r)] in chosen]
+
+
 def _flag(args: list[str], flag: str) -> int | None:
     return int(args[args.index(flag) + 1]) if flag in args else None
 
@@ -245,7 +279,8 @@ def bench(name: str, args: list[str], cache: str, root: Path) -> dict[str, Any]:
         else:
             jobs = [(r["config"], trained_epochs(orch["tracking"], r["run_id"]) or None) for r in trials]
             evals, selected, figures_per_trial = [], None, False
-        inproc, inproc_phase = in_process(ctx, jobs, evals, selected, concurrency, figures_per_trial)
+        inproc, inproc_phase = in_process(ctx, jobs, evals, selected, concurrency, figures_per_trial,
+                                          parent_figure_jobs(ctx, state, trials))
     n = len(trials)
     return {"sweep": name, "trials": n, "at_once": concurrency, "cli_total_s": orch["total"], "orchestrated_s": orch["wall"],
             "in_process_s": inproc, "ratio": orch["wall"] / inproc,

@@ -622,5 +622,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _exit(rc: int) -> None:
+    """End the CLI without the interpreter's teardown: with every record written and Ray shut down,
+    finalising torch's, Ray's and gRPC's native state took 2-3 s of a sweep's wall on 2 cores
+    (a 20-trial evaluation sweep computes for 10 s)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()  # stops the processes of a Ray this run started; leaves a cluster it joined
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
