@@ -276,11 +276,13 @@ def bench(name: str, args: list[str], cache: str, root: Path) -> dict[str, Any]:
             # selected trial's are drawn once
             figures_per_trial = "trial_placement" not in parent
             selected = None if figures_per_trial else best["config"]
+            parent_figures: list[int] = []  # its selected trial's figures are the ones drawn
         else:
             jobs = [(r["config"], trained_epochs(orch["tracking"], r["run_id"]) or None) for r in trials]
             evals, selected, figures_per_trial = [], None, False
+            parent_figures = parent_figure_jobs(ctx, state, trials)
         inproc, inproc_phase = in_process(ctx, jobs, evals, selected, concurrency, figures_per_trial,
-                                          parent_figure_jobs(ctx, state, trials))
+                                          parent_figures)
     n = len(trials)
     return {"sweep": name, "trials": n, "at_once": concurrency, "cli_total_s": orch["total"], "orchestrated_s": orch["wall"],
             "in_process_s": inproc, "ratio": orch["wall"] / inproc,
