@@ -180,20 +180,21 @@ def test_evaluation_sweep_trains_once_and_tags_the_source(ray_local, work: Path)
     source = [c for c in children if c.data.tags.get("role") == "source"]
     evals = [c for c in children if c.data.tags.get("role") != "source"]
     assert len(source) == 1 and len(evals) == 10
-    train_dirs = list((work / "ray_results" / "train").glob("train-*"))
-    trained = [d for d in train_dirs if source[0].data.tags["trial_id"] in d.name]
-    assert len(trained) == 1  # the one Ray Train run of this sweep
+    # the one training of this sweep: one trial of the source Tuner, checkpointed in its trial dir
+    source_tuners = list((work / "ray_results" / "toy_fusion").glob("*-source"))
+    assert len(source_tuners) == 1
+    trained = [d for d in source_tuners[0].iterdir() if d.is_dir() and source[0].data.tags["trial_id"] in d.name]
+    assert len(trained) == 1 and list(trained[0].glob("checkpoint_*/model.pt"))
     for c in evals:
         assert c.data.tags["source_run_id"] == source[0].info.run_id
         assert 1 <= int(c.data.params["fusion_n"]) <= 10
         assert "val/t2a/mrr" in c.data.metrics and "test/t2a/mrr" in c.data.metrics
     parent = parents[0]
     assert parent.data.tags["sweep_kind"] == "evaluation" and parent.data.tags["best_trial"]
-    n_train_dirs = len(train_dirs)
 
     # --from-run: evaluate that logged model again, training nothing
     assert main([spec, "--num-samples", "3", "--from-run", source[0].info.run_id, *common(work)]) == 0
-    assert len(list((work / "ray_results" / "train").glob("train-*"))) == n_train_dirs
+    assert list((work / "ray_results" / "toy_fusion").glob("*-source")) == source_tuners
     _, parents, children = runs(work, "toy_fusion")
     newest = max(parents, key=lambda r: r.info.start_time)
     mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == newest.info.run_id]
