@@ -188,14 +188,66 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
                                        if not trials.empty else "(no trials)")
     if best_id:
         text += f"\n* best trial by {metric} ({space.mode}); test metrics are of its best-validation checkpoint"
+    shown: dict[str, tuple[pd.DataFrame, list[str]]] = {}  # what the console (and the run's page) shows
     if summaries:
-        for name, table in summaries.items():
-            text += f"\n\n{name}:\n" + console_table(table, list(table.columns))
+        shown = {name: (table, list(table.columns)) for name, table in summaries.items()}
     elif not agg.empty and (group_cols or n_ok > 1):
         show = [c for c in agg.columns if not str(c).startswith(("test/", "best/"))] + \
             [c for c in [metric, *headline] if c in agg.columns]  # the trials table's order
-        text += "\n\nmean ± std over seeds:\n" + console_table(agg, show)
+        shown = {"mean ± std over seeds": (agg, show)}
+    for name, (table, cols) in shown.items():
+        text += f"\n\n{name}:\n" + console_table(table, cols)
+    if not trials.empty:
+        tracker.set_note(parent, run_page_note(header, trials, list(plan.searched), metric, headline, best_id,
+                                               space.mode, shown))
     return Summary(text=text, n_ok=n_ok, n_pending=n_pending, trials=trials, best_trial=best_id)
+
+
+def markdown_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """A DataFrame as a Markdown table (pandas' own needs ``tabulate``), numbers to 4 significant
+    digits, ``|`` escaped: what the MLflow UI renders on a run's Overview and in its artifact view."""
+    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return "" if v is None or np.isnan(v) else str(v)
+        text = f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df[cols].itertuples(index=False)]
+    return "\n".join(lines)
+
+
+# MLflow keeps a tag value of at most 8,000 characters; the run page's description is one
+NOTE_LIMIT = 7900
+
+
+def run_page_note(header: list[str], trials: pd.DataFrame, searched: list[str], metric: str, headline: list[str],
+                  best_id: str | None, mode: str, shown: dict[str, tuple[pd.DataFrame, list[str]]]) -> str:
+    """The parent run's description (``mlflow.note.content``, Markdown on the run's Overview): the
+    sweep's header, its result tables as the console prints them, then the trials (best first).
+    What does not fit is named, with the artifact that holds it in full."""
+    title, *declared = header
+    parts = [f"### {title.strip('= ').strip()}"]
+    if best_id:
+        parts.append(f"Best trial `{best_id}` by `{metric}` ({mode}); its test metrics are of its "
+                     "best-validation checkpoint.")
+    for name, (table, cols) in shown.items():
+        parts.append(f"**{name}** (`tables/{name}.md`)\n\n" + markdown_table(table, cols))
+    cols = ["trial", "status", *[c for c in searched if c in trials], "seed", metric,
+            *[c for c in headline if c in trials]]
+    parts.append("**trials** (`tables/trials.md`)\n\n" + markdown_table(trials, cols))
+    parts += [f"_{line}_" for line in declared]
+    note, left_out = "", []
+    for part in parts:
+        if len(note) + len(part) + 2 <= NOTE_LIMIT:
+            note += part + "\n\n"
+        else:
+            left_out.append(part.split("\n", 1)[0])
+    if left_out:
+        note += "Not shown here (too long for a run description): " + "; ".join(left_out)
+    return note.strip()
 
 
 def _log_summary_figures(tracker: SweepTracker, parent: str, figures: dict[str, Any]) -> None:

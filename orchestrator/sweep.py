@@ -516,12 +516,13 @@ def _interrupted(plan: SweepPlan, tracker: Any) -> int:
 
 def _print_mlflow_hint(plan: SweepPlan, tracker: Any) -> None:
     uri = plan.inv.tracking_uri or DEFAULT_TRACKING_URI
+    page = f"#/experiments/{tracker.experiment_id}/runs/{tracker.parent_id}"
     if uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):  # a database: a UI must be started on it
-        ui = f"mlflow ui --backend-store-uri {_without_password(uri)}"
+        print(f"\nMLflow: mlflow ui --backend-store-uri {_without_password(uri)}   (experiment '{plan.space.name}', "
+              f"parent run '{plan.inv.experiment}')\nthen open http://127.0.0.1:5000/{page}", flush=True)
     else:  # a tracking server: its UI is at the same address
-        ui = f"open {uri}"
-    print(f"\nMLflow: {ui}   (experiment '{plan.space.name}', parent run {tracker.parent_id}, "
-          f"'{plan.inv.experiment}')", flush=True)
+        print(f"\nMLflow (experiment '{plan.space.name}', parent run '{plan.inv.experiment}'): "
+              f"{uri.rstrip('/')}/{page}", flush=True)
 
 
 def _without_password(uri: str) -> str:

@@ -84,9 +84,17 @@ class SweepTracker:
         self.recreated_parent = False  # --resume found the store without the parent run (an older store)
 
     def _experiment_id(self) -> str:
+        """The sweep's experiment, marked as model development: without the kind, MLflow 3's UI
+        opens an experiment on its GenAI overview (traces, tokens), where a sweep shows nothing."""
         exp = self.client.get_experiment_by_name(self.experiment)
-        return exp.experiment_id if exp else self.client.create_experiment(
-            self.experiment, artifact_location=artifact_root_for(self.uri))
+        if exp is None:
+            exp_id = self.client.create_experiment(self.experiment, artifact_location=artifact_root_for(self.uri),
+                                                   tags={EXPERIMENT_KIND: "custom_model_development"})
+        else:
+            exp_id = exp.experiment_id
+            if exp.tags.get(EXPERIMENT_KIND) != "custom_model_development":
+                self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND, "custom_model_development")
+        return exp_id
 
     def _load(self) -> dict[str, Any]:
         return json.loads(storage.read_text(self.state_file)) if storage.exists(self.state_file) else {"children": {}}
@@ -258,10 +266,14 @@ class SweepTracker:
         from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
         path = f"tables/{name}.json"
+        from orchestrator.report import markdown_table
+
         with tempfile.TemporaryDirectory() as d:
             local = Path(d) / f"{name}.json"
             df.to_json(local, orient="split", index=False, date_format="iso")
-            self.client.log_artifact(run_id, str(local), "tables")
+            # the same table as Markdown, which MLflow's artifact view renders (JSON is for scripts)
+            (Path(d) / f"{name}.md").write_text(markdown_table(df) + "\n")
+            self.client.log_artifacts(run_id, d, "tables")
         logged = json.loads(self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
         if {"path": path, "type": "table"} not in logged:  # what the MLflow UI lists as a table
             self.client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, {"path": path, "type": "table"}]))
@@ -280,6 +292,10 @@ class SweepTracker:
         new = [{"path": f"tables/{n}", "type": "table"} for n in names]
         new = [e for e in new if e not in logged]
         return {MLFLOW_LOGGED_ARTIFACTS: json.dumps([*logged, *new])} if new else {}
+
+    def set_note(self, run_id: str, markdown: str) -> None:
+        """The run's description, which the MLflow UI renders as Markdown on the run's Overview."""
+        self.client.set_tag(run_id, "mlflow.note.content", markdown)
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
@@ -327,6 +343,9 @@ class SweepTracker:
 
 def _has_test(rec: dict[str, Any]) -> bool:
     return any(k.startswith(("test/", "test_last/")) for k in rec.get("metrics", {}))
+
+
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def _now_ms() -> int:

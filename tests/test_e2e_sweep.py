@@ -76,6 +76,13 @@ num_samples: 2
     best = max(children, key=lambda c: c.data.metrics["best/val/silhouette_labels"])
     assert tags["best_trial"] == first["trial_id"] == best.data.tags["trial_id"]
     assert first["best/val/silhouette_labels"] == pytest.approx(best.data.metrics["best/val/silhouette_labels"])
+    # readable where people look: the run page's description holds the trials table (best first),
+    # every parent table has a Markdown twin, the experiment opens as model development
+    note = tags["mlflow.note.content"]
+    assert note.startswith("### tiny_optuna (qbe, profile local): 2 of 2 trial(s) ok")
+    assert f"Best trial `{first['trial_id']}`" in note and "| trial | status | lr | margin_end |" in note
+    assert "tables/trials.md" in parent_tables
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED"

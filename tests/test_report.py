@@ -6,7 +6,7 @@ import pandas as pd
 
 from types import SimpleNamespace
 
-from orchestrator.report import WIDTH, trial_rows, trials_text
+from orchestrator.report import NOTE_LIMIT, WIDTH, markdown_table, run_page_note, trial_rows, trials_text
 
 
 def test_metrics_survive_the_width_cut_parameters_go_first() -> None:
@@ -36,3 +36,20 @@ def test_trial_rows_carry_best_and_last_epoch_test_metrics() -> None:
     row = trial_rows(plan, tracker).iloc[0]  # type: ignore[arg-type]
     assert (row["test/hits1"], row["test_last/hits1"], row["modality"]) == (0.9, 0.8, "ssl")
     assert "val/hits1" not in row
+
+
+def test_markdown_tables_and_the_run_page_note() -> None:
+    df = pd.DataFrame({"System": ["B03", "a|b"], "mAP": [0.123456, float("nan")], "n": [3, 4]})
+    assert markdown_table(df).splitlines() == ["| System | mAP | n |", "|---|---|---|", "| B03 | 0.1235 | 3 |",
+                                               "| a\\|b |  | 4 |"]
+    trials = pd.DataFrame({"trial": [1, 2], "status": ["ok", "ok"], "lr": [1e-3, 3e-4], "seed": [0, 0],
+                           "best/val/x": [0.9, 0.8], "test/x": [0.85, 0.7]})
+    note = run_page_note(["== s (w, profile local): 2 of 2 trial(s) ok ==", "substitutions: enc: A -> B"], trials,
+                         ["lr"], "best/val/x", ["test/x"], "t1", "max", {"table_1": (df, ["System", "mAP"])})
+    assert note.startswith("### s (w, profile local): 2 of 2 trial(s) ok\n\nBest trial `t1`")
+    assert "**table_1** (`tables/table_1.md`)" in note and "| trial | status | lr | seed | best/val/x | test/x |" in note
+    assert note.endswith("_substitutions: enc: A -> B_")
+    huge = pd.DataFrame({"System": ["x" * 200] * 60})  # more than a tag holds: named, not cut mid-table
+    note = run_page_note(["== s =="], trials, ["lr"], "best/val/x", [], None, "max", {"big": (huge, ["System"])})
+    assert len(note) <= NOTE_LIMIT and note.endswith("Not shown here (too long for a run description): **big** "
+                                                     "(`tables/big.md`)")
