@@ -85,9 +85,10 @@ class SpeakerTextWorkload(Workload):
         self._encoders[cfg.system] = encoder
         self._table = table_name(cfg)
         corpus = corpus_local.CORPUS_NAME if profile == "local" else CORPORA[cfg.dataset]
+        text_encoder, text_params = cfg.text_encoder_for_system()
         return DataSpec(corpus, corpus_options=dict(cfg.corpus_options), views={
             AUDIO_VIEW: ViewSpec("audio", encoder, dict(params)),
-            TEXT_VIEW: ViewSpec("text", cfg.text_encoder_for_system()[0], dict(cfg.text_encoder_for_system()[1])),
+            TEXT_VIEW: ViewSpec("text", text_encoder, dict(text_params)),
         })
 
     def to_data(self, table: pa.Table) -> D.SpeakerTextData:
