@@ -131,6 +131,25 @@ class Workload(ABC):
         ``figures=False``: no figures (an evaluation sweep's trials, the last epoch's weights), as
         a t-SNE costs seconds where the metrics cost milliseconds."""
 
+    # -- a trained trial as a retrieval model (orchestrator.register, orchestrator.search) -------
+    # query modality -> the index side it searches, e.g. {"text": "audio", "audio": "text"};
+    # empty: the workload cannot be registered as a retrieval model
+    query_sides: dict[str, str] = {}
+
+    def index_sides(self, model: torch.nn.Module, data: Any, cfg: Any) -> dict[str, Any]:
+        """Side name -> ``orchestrator.retrieval_model.IndexSide``: a split's items (``to_data``)
+        in the head's output space, computed by the functions :meth:`evaluate` scores with, so
+        that searching the index reproduces the test metrics."""
+        raise NotImplementedError(f"the {self.name} workload cannot be registered as a retrieval model")
+
+    def embed_queries(self, model: torch.nn.Module, cfg: Any, modality: str, queries: list[Any],
+                      encoders: Any) -> np.ndarray:
+        """Raw queries of ``modality`` (texts, or ``orchestrator.retrieval_model.AudioQuery``) as
+        vectors of the side they search (:attr:`query_sides`): the view's frozen encoder
+        (``encoders``: ``orchestrator.retrieval_model.QueryEncoders``) and then the head, as
+        :meth:`evaluate` embeds the split's items."""
+        raise NotImplementedError(f"the {self.name} workload cannot be queried as a retrieval model")
+
     def headline_metrics(self) -> list[str]:
         """The few test metrics printed in the sweep's closing table (all are logged)."""
         return []

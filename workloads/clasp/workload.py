@@ -366,6 +366,29 @@ class ClaspWorkload(Workload):
         tables["clasp_results"] = result_table(rows, cfg)
         return metrics, tables, {}
 
+    # -- a retrieval model (orchestrator.retrieval_model): a text in any language the text encoder
+    # covers -> the speech that says it
+    query_sides = {"text": "audio"}
+
+    def index_sides(self, model: nn.Module, data: ClaspData, cfg: ClaspConfig) -> dict[str, Any]:
+        """The speech items in the model's text space (:meth:`speech_embeddings`, what
+        :meth:`evaluate` ranks; the ASR baseline: its first system's transcripts), L2-normalised
+        as ranking normalises them."""
+        from orchestrator.retrieval_model import IndexSide
+
+        systems, _ = self.speech_embeddings(model, data, cfg)
+        speech = retrieval.l2_normalize(next(iter(systems.values())))
+        rows = [{"id": i, "item": i, "sentence": ref, "category": cat}
+                for i, ref, cat in zip(data.ids, data.references, data.categories)]
+        return {"audio": IndexSide(speech, rows, "speech")}
+
+    def embed_queries(self, model: nn.Module, cfg: ClaspConfig, modality: str, queries: list[Any],
+                      encoders: Any) -> np.ndarray:
+        """A text through the frozen multilingual text encoder and the model's text-space transform
+        (``text_targets``), L2-normalised, as evaluation's queries."""
+        x = encoders.embed_texts("text", queries)
+        return retrieval.l2_normalize(model.targets.numpy(x))  # type: ignore[operator]
+
     headline_keys = ("hits1", "mrr", "mean_rank", "macro_f1_at_fixed", "macro_f1_at_val")
 
     def headline_metrics(self) -> list[str]:

@@ -162,6 +162,23 @@ class QbEWorkload(Workload):
         transformed = model.embed(test.X)  # type: ignore[operator]
         return evaluate_qbe(test.X, transformed, test.labels, test.ids, seed=cfg.seed, figures=figures)
 
+    # -- a retrieval model (orchestrator.retrieval_model): a spoken word -> clips of the word -----
+    query_sides = {"audio": "audio"}
+
+    def index_sides(self, model: torch.nn.Module, data: EmbeddingSet, cfg: QbEConfig) -> dict[str, Any]:
+        """The word clips through the head (``TripletNet.embed``, what :meth:`evaluate` ranks):
+        unit vectors, so inner product is the cosine the thesis retrieves by."""
+        from orchestrator.retrieval_model import IndexSide
+
+        z = model.embed(data.X)  # type: ignore[operator]
+        rows = [{"id": i, "item": i, "word": w} for i, w in zip(data.ids, data.labels)]
+        return {"audio": IndexSide(z, rows, "word clips")}
+
+    def embed_queries(self, model: torch.nn.Module, cfg: QbEConfig, modality: str, queries: list[Any],
+                      encoders: Any) -> np.ndarray:
+        """A spoken word through the view's frozen speech encoder (mean-pooled) and the head."""
+        return model.embed(encoders.embed_audio("audio", queries))  # type: ignore[operator]
+
     def headline_metrics(self) -> list[str]:
         return ["test/original/map", "test/transformed/map", "test/gain/map_pct", "test/transformed/map20",
                 "test/transformed/mrr", "test/transformed/recall20", "test/transformed/silhouette",

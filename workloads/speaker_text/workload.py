@@ -188,6 +188,34 @@ class SpeakerTextWorkload(Workload):
         drawn = {"tsne": self._tsne(test, s, t, cfg)} if figures and cfg.tsne_speakers else {}
         return metrics, tables, drawn
 
+    # -- a retrieval model (orchestrator.retrieval_model): description -> utterances, utterance ->
+    # descriptions (the utterance layout, utt/...; the unfused search space: fusion is not applied)
+    query_sides = {"text": "audio", "audio": "text"}
+
+    def index_sides(self, model: torch.nn.Module, data: D.SpeakerTextData, cfg: SpeakerTextConfig
+                    ) -> dict[str, Any]:
+        """Utterances and descriptions in the search space (``model.search_space``, what
+        :meth:`evaluate` ranks); unit vectors, so inner product is the cosine."""
+        from orchestrator.retrieval_model import IndexSide
+
+        s, t = model.search_space(data.speaker_x, data.text_x, cfg)  # type: ignore[operator]
+        utterances = [{"id": i, "item": i, "speaker": data.speakers[int(lab)]} for i, lab in zip(data.ids, data.labels)]
+        descriptions = [{"id": f"{data.speakers[int(lab)]}#{k}", "item": None, "speaker": data.speakers[int(lab)],
+                         "description": text} for k, (text, lab) in enumerate(zip(data.texts, data.text_labels))]
+        return {"audio": IndexSide(s, utterances, "utterances (speaker)"),
+                "text": IndexSide(t, descriptions, "speaker descriptions")}
+
+    def embed_queries(self, model: torch.nn.Module, cfg: SpeakerTextConfig, modality: str, queries: list[Any],
+                      encoders: Any) -> np.ndarray:
+        """A description through the frozen text encoder, an utterance through the frozen speaker
+        (or audio) encoder, then that side's branch of the search space."""
+        dims = encoders.in_dim
+        if modality == "text":
+            x = encoders.embed_texts(TEXT_VIEW, queries)
+            return model.search_space(np.zeros((0, dims["speaker"]), np.float32), x, cfg)[1]  # type: ignore[operator]
+        x = encoders.embed_audio(AUDIO_VIEW, queries)
+        return model.search_space(x, np.zeros((0, dims["text"]), np.float32), cfg)[0]  # type: ignore[operator]
+
     def _tsne(self, data: D.SpeakerTextData, s: np.ndarray, t: np.ndarray, cfg: SpeakerTextConfig) -> Any:
         """Fig. 3 for ``tsne_speakers`` evaluation speakers drawn with the trial's seed; the fused
         embeddings are fused against the whole split, as retrieval fuses them."""

@@ -228,22 +228,72 @@ class TarWorkload(Workload):
 
     # -- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
-    def score_split(self, model: DualEncoder, data: TarData, chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
-        """``[n_captions, n_clips]`` scores and each caption's clip index (all 5 captions)."""
+    def clip_frames(self, model: DualEncoder, feats: list[np.ndarray], chunk: int = 8
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected frames ``[N, T, d]`` of clips (their cached features) and their mask, ``chunk``
+        clips per encoder pass: what evaluation scores and the retrieval index holds."""
         model.eval()
         device = next(model.parameters()).device
         frames, masks = [], []
-        for s in range(0, len(data), chunk):
-            f, m = model.encode_audio([torch.from_numpy(x).to(device) for x in data.feats[s:s + chunk]])
+        for s in range(0, len(feats), chunk):
+            f, m = model.encode_audio([torch.from_numpy(x).to(device) for x in feats[s:s + chunk]])
             frames.append(f)
             masks.append(m)
         t_max = max(f.shape[1] for f in frames)
         frames_t = torch.cat([F.pad(f, (0, 0, 0, t_max - f.shape[1])) for f in frames])
         mask_t = torch.cat([F.pad(m, (0, t_max - m.shape[1])) for m in masks])
+        return frames_t, mask_t
+
+    @torch.no_grad()
+    def caption_vectors(self, model: DualEncoder, texts: list[str], chunk: int = 64) -> torch.Tensor:
+        """Projected (preprocessed) captions ``[N, d]``, ``chunk`` per text-encoder pass."""
+        model.eval()
+        return torch.cat([model.encode_text(texts[s:s + chunk]) for s in range(0, len(texts), chunk)])
+
+    @torch.no_grad()
+    def score_split(self, model: DualEncoder, data: TarData, chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """``[n_captions, n_clips]`` scores and each caption's clip index (all 5 captions)."""
+        frames_t, mask_t = self.clip_frames(model, data.feats, chunk)
         captions = [(i, t) for i, ts in enumerate(data.texts) for t in ts]
-        text = torch.cat([model.encode_text([t for _, t in captions[s:s + 64]]) for s in range(0, len(captions), 64)])
+        text = self.caption_vectors(model, [t for _, t in captions])
         scores = model.scores(text, frames_t, mask_t, chunk=64)
         return scores.float().cpu().numpy(), np.array([i for i, _ in captions])
+
+    # -- a retrieval model (orchestrator.retrieval_model): text -> clips, clip -> captions ----
+    query_sides = {"text": "audio", "audio": "text"}
+
+    def index_sides(self, model: nn.Module, data: TarData, cfg: TarConfig) -> dict[str, Any]:
+        """Clips (mean-pooled projected frames) and captions (projected), L2-normalised: their
+        inner product is ``DualEncoder.scores`` with mean pooling, what evaluation ranks by."""
+        from orchestrator.retrieval_model import IndexSide
+
+        m: DualEncoder = model  # type: ignore[assignment]
+        if m.tap is not None:
+            raise ValueError("a TAP model scores every (caption, clip) pair from the clip's frames: there is no "
+                             "vector per clip to index (only pooling=mean models can be registered)")
+        frames, mask = self.clip_frames(m, data.feats)
+        audio = F.normalize(m.mean_pool(frames, mask), dim=-1).float().cpu().numpy()
+        captions = [(i, t) for i, ts in enumerate(data.texts) for t in ts]
+        text = F.normalize(self.caption_vectors(m, [t for _, t in captions]), dim=-1).float().cpu().numpy()
+        clip_rows = [{"id": cid, "item": cid, "caption": ts[0] if ts else ""} for cid, ts in zip(data.ids, data.texts)]
+        caption_rows = [{"id": f"{data.ids[i]}#{k}", "item": data.ids[i], "caption": t}
+                        for k, (i, t) in enumerate(captions)]
+        return {"audio": IndexSide(audio, clip_rows, "clips"), "text": IndexSide(text, caption_rows, "captions")}
+
+    def embed_queries(self, model: nn.Module, cfg: TarConfig, modality: str, queries: list[Any],
+                      encoders: Any) -> np.ndarray:
+        """A text is preprocessed as captions are (:func:`preprocess_caption`) and goes through the
+        fine-tuned text encoder and projection; an audio query through the fine-tuned audio
+        encoder's features, frames, projection and mean pooling."""
+        m: DualEncoder = model  # type: ignore[assignment]
+        if modality == "text":
+            with encoders.timer("text encoder"):
+                v = self.caption_vectors(m, [preprocess_caption(str(q)) for q in queries])
+            return F.normalize(v, dim=-1).float().cpu().numpy()
+        feats = [m.audio.features(q.at(m.audio.sample_rate)).cpu().numpy().astype(np.float32) for q in queries]
+        with encoders.timer("audio encoder"):
+            frames, mask = self.clip_frames(m, feats)
+        return F.normalize(m.mean_pool(frames, mask), dim=-1).float().cpu().numpy()
 
     def retrieval_metrics(self, model: DualEncoder, data: TarData) -> dict[str, float]:
         scores, clip_of = self.score_split(model, data)
