@@ -449,6 +449,9 @@ def _summary(sweep: Sweep) -> int:
         _selected_figures(sweep, summary.best_trial)
     elif not plan.is_eval and not sweep.wl.trial_figures and summary.n_ok:
         _parent_figures(sweep, summary)
+    from orchestrator.register import at_sweep_end  # the best trial as a registered retrieval model
+
+    at_sweep_end(sweep, summary)
     tracker.finish_parent("FINISHED" if summary.n_ok else "FAILED")
     print(summary.text, flush=True)
     _print_mlflow_hint(plan, tracker)
