@@ -111,6 +111,10 @@ class ConsolePrinter:
     def failed(self, number: int, trial_id: str, reason: str) -> None:
         self._print(f"{self._name(number)} FAILED after {self._elapsed(trial_id)}: {reason}")
 
+    def retry(self, number: int, trial_id: str, attempt: int, reason: str) -> None:
+        self._print(f"{self._name(number)} lost after {self._elapsed(trial_id)} ({reason}); "
+                    f"retry {attempt} from its newest checkpoint")
+
     def status(self, records: dict[str, dict[str, Any]], force: bool = False) -> None:
         if not (force or (sys.stdout.isatty() and time.time() - self.last_status >= STATUS_EVERY_S)):
             return

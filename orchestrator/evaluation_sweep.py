@@ -120,7 +120,8 @@ def _train_sources(sweep: Any, seeds: list[int]) -> dict[str, Any] | None:
     else:
         tuner = make_tuner(trainable, {**sweep.base, "seed": tune.grid_search(seeds)}, name=name,
                            storage_path=plan.inv.storage_path, metric=plan.space.metric, mode=plan.space.mode,
-                           callbacks=callbacks, max_concurrent=sweep.max_concurrent, regime=sweep.wl.regime)
+                           callbacks=callbacks, max_concurrent=sweep.max_concurrent, regime=sweep.wl.regime,
+                           max_retries=sweep.max_retries)
     tuner.fit()
     tracker.reload()
     out: dict[str, Any] = {}

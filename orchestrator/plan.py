@@ -52,6 +52,7 @@ class Invocation:
     from_run: str | None = None
     gpus_per_worker: float | None = None  # None: the search space's setting ("auto": GPUs present at start)
     max_concurrent: int | None = None  # None: as many trials as the cluster holds at start
+    max_retries: int | None = None  # None: orchestrator.trials.DEFAULT_RETRIES
     experiment: str = ""  # <sweep>-<time>: the Tune experiment and the MLflow parent run's name
 
     def to_json(self) -> str:
@@ -83,6 +84,8 @@ class Invocation:
             parts += ["--gpus-per-worker", f"{self.gpus_per_worker:g}"]
         if self.max_concurrent is not None:
             parts += ["--max-concurrent", str(self.max_concurrent)]
+        if self.max_retries is not None:
+            parts += ["--max-retries", str(self.max_retries)]
         return " ".join(parts)
 
 
@@ -130,6 +133,8 @@ def resolve(inv: Invocation) -> SweepPlan:
         raise ConfigError(f"--gpus-per-worker must be >= 0, got {inv.gpus_per_worker}")
     if inv.max_concurrent is not None and inv.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be >= 1, got {inv.max_concurrent}")
+    if inv.max_retries is not None and inv.max_retries < 0:
+        raise ConfigError(f"--max-retries must be >= 0, got {inv.max_retries}")
     if inv.max_epochs is not None and inv.max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, got {inv.max_epochs}")
     space = load_search_space(inv.sweep).for_profile(inv.profile)
@@ -217,7 +222,7 @@ def _declared(profile: Profile, override: ProfileOverride | None) -> Profile:
 
 
 RESUME_FLAGS = ("profile", "data_root", "num_samples", "max_epochs", "overrides", "skip_bad_items", "cache_dir",
-                "tracking_uri", "from_run", "gpus_per_worker", "max_concurrent")
+                "tracking_uri", "from_run", "gpus_per_worker", "max_concurrent", "max_retries")
 
 
 def records_path(sweep_root: str, experiment: str) -> str:
@@ -230,10 +235,10 @@ def new_experiment(inv: Invocation) -> Invocation:
     return inv
 
 
-def restore_invocation(sweep: str, storage_path: str, given: dict[str, Any]) -> Invocation:
+def restore_invocation(sweep: str, storage_path: str, given: dict[str, Any], retry_failed: bool = False) -> Invocation:
     """The invocation of the latest run of ``sweep`` under ``storage_path``, checked against the
     flags given now: a flag that differs from the run's is an error (a resumed sweep is the same
-    sweep), and a finished run has nothing to resume."""
+    sweep), and a finished run has nothing to resume unless its failed trials are retried."""
     space_name = Path(sweep).stem if sweep.endswith(".yaml") else sweep
     root = storage.join(storage.resolve(storage_path), space_name)
     latest = storage.join(root, LATEST_FILE)
@@ -246,7 +251,8 @@ def restore_invocation(sweep: str, storage_path: str, given: dict[str, Any]) -> 
                           "resume kept invocations; start it again without --resume)")
     saved = Invocation.from_json(storage.read_text(inv_file))
     tracking = storage.join(records_path(root, experiment), TRACKING_FILE)
-    if storage.exists(tracking) and json.loads(storage.read_text(tracking)).get("status") == "FINISHED":
+    if (not retry_failed and storage.exists(tracking)
+            and json.loads(storage.read_text(tracking)).get("status") == "FINISHED"):
         raise ConfigError(f"--resume: nothing to resume: {experiment} finished; run without --resume for a new sweep")
     for flag in RESUME_FLAGS:
         if flag in given and given[flag] != getattr(saved, flag):

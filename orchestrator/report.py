@@ -171,6 +171,13 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
         tracker.log_table(parent, name, table)
     if n_ok:
         _log_summary_figures(tracker, parent, wl.summary_figures(trials[trials["status"].isin(OK)]))
+    search_line = ""
+    if not trials.empty:  # parameter importance, parallel coordinates, validation curves; never raises
+        from orchestrator.sweep_figures import log_parent_figures
+        from orchestrator.sweep_inputs import log_child_inputs
+
+        search_line = log_parent_figures(plan, tracker, trials, best_id)
+        log_child_inputs(plan, wl, tracker)
 
     header = [f"== {space.name} ({plan.info.name}, profile {plan.inv.profile}): {n_ok} of {plan.n_trials} "
               f"trial(s) ok" + (f", {n_pending} pending" if n_pending else "") + " =="]
@@ -197,9 +204,11 @@ def summarise(plan: SweepPlan, wl: Any, tracker: SweepTracker) -> Summary:
         shown = {"mean ± std over seeds": (agg, show)}
     for name, (table, cols) in shown.items():
         text += f"\n\n{name}:\n" + console_table(table, cols)
+    if search_line:
+        text += f"\n\n{search_line}"
     if not trials.empty:
-        tracker.set_note(parent, run_page_note(header, trials, list(plan.searched), metric, headline, best_id,
-                                               space.mode, shown))
+        tracker.set_note(parent, run_page_note(header + ([search_line] if search_line else []), trials,
+                                               list(plan.searched), metric, headline, best_id, space.mode, shown))
     return Summary(text=text, n_ok=n_ok, n_pending=n_pending, trials=trials, best_trial=best_id)
 
 

@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "one trial's request when the sweep starts, e.g. 16 one-CPU trials on a 16-CPU machine "
                         "or 8 one-GPU trials on an 8-GPU cluster; a search space may cap it). A one-worker "
                         "trial trains in its own process and holds its CPUs/GPU itself")
+    p.add_argument("--max-retries", type=int, metavar="N",
+                   help="times a trial whose process or node died is started again, from its newest checkpoint "
+                        "(default 2; every validation round checkpoints). A trial that fails by itself (it "
+                        "diverged, its code raised) is final")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: run the trials that failed because their process or node died more often "
+                        "than --max-retries allowed once more, from their newest checkpoint (also after the "
+                        "sweep finished)")
     p.add_argument("--cache-dir", help="view cache and local corpora (default: cache/)")
     p.add_argument("--storage-path", help="Tune/Train results and run records (default: ray_results/)")
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs and progress output")
@@ -93,10 +101,11 @@ def invocation_from_args(args: argparse.Namespace) -> Invocation:
         "max_epochs": args.max_epochs, "overrides": args.overrides, "skip_bad_items": args.skip_bad_items,
         "cache_dir": args.cache_dir, "tracking_uri": args.tracking_uri, "from_run": args.from_run,
         "gpus_per_worker": args.gpus_per_worker, "max_concurrent": args.max_concurrent,
+        "max_retries": args.max_retries,
     }.items() if v is not None}
     storage_path = args.storage_path or "ray_results"
     if args.resume:
-        return restore_invocation(args.name, storage_path, given)
+        return restore_invocation(args.name, storage_path, given, retry_failed=bool(args.retry_failed))
     inv = Invocation(sweep=args.name, storage_path=storage.resolve(storage_path),
                      tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
                      **{k: v for k, v in given.items() if k != "tracking_uri"})
@@ -189,6 +198,9 @@ def _log_data(tracker: Any, run_id: str, data: PreparedData) -> None:
                                     "weights_hash": r.weights_hash, "fingerprint": r.corpus_fingerprint}
                                    for spec, name, r in results], indent=2))
         tracker.log_artifact(run_id, ext, "data")
+    from orchestrator.sweep_inputs import log_parent_inputs
+
+    log_parent_inputs(tracker, run_id, data)  # the runs table's Dataset column (orchestrator/sweep_inputs.py)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,6 +222,12 @@ class Sweep:
     sources: dict[str, Any] = field(default_factory=dict)  # evaluation sweeps: seed -> trained model
 
     @property
+    def max_retries(self) -> int:
+        from orchestrator.trials import DEFAULT_RETRIES
+
+        return self.plan.inv.max_retries if self.plan.inv.max_retries is not None else DEFAULT_RETRIES
+
+    @property
     def child_tags(self) -> dict[str, str]:
         return {k: v for k, v in self.tags.items() if k not in ("profile_description", "command")}
 
@@ -224,7 +242,8 @@ class Sweep:
         return out
 
 
-def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | None = None) -> int:
+def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | None = None,
+        retry_failed: bool = False) -> int:
     from orchestrator.registry import load_workload
     from orchestrator.tracking import SweepTracker
 
@@ -246,9 +265,9 @@ def run(plan: SweepPlan, resume: bool, verbose: bool = False, address: str | Non
     sweep = Sweep(plan, wl, tracker, base, data, ctx, _max_concurrent(plan, ctx))
     _start_records(sweep, resume)
     if plan.is_eval:
-        done = _evaluation_trials(sweep, source, resume)
+        done = _evaluation_trials(sweep, source, resume, retry_failed)
     else:
-        done = _training_trials(sweep, resume)
+        done = _training_trials(sweep, resume, retry_failed)
     return _summary(sweep) if done else _interrupted(plan, tracker)
 
 
@@ -332,7 +351,8 @@ def _start_records(sweep: Sweep, resume: bool) -> None:
         "invocation": {"max_epochs": inv.max_epochs, "num_samples": inv.num_samples, "num_trials": plan.n_trials,
                        "overrides": " ".join(inv.overrides), "data_root": inv.data_root,
                        "skip_bad_items": inv.skip_bad_items, "from_run": inv.from_run,
-                       "max_concurrent": inv.max_concurrent, "max_concurrent_trials": sweep.max_concurrent}}, tags)
+                       "max_concurrent": inv.max_concurrent, "max_concurrent_trials": sweep.max_concurrent,
+                       "max_retries": sweep.max_retries}}, tags)
     if not resume or sweep.tracker.recreated_parent:  # a store restored from an older backup lost it
         _log_data(sweep.tracker, parent, data)
 
@@ -348,8 +368,11 @@ def _callback(sweep: Sweep, with_stopped_tests: bool) -> Any:
                                                       sweep.plan.n_trials))
 
 
-def _fit(sweep: Sweep, trainable: Any, param_space: dict[str, Any], callbacks: list[Any], resume: bool) -> None:
-    """Run (or continue) the sweep's Tuner and print its opening line."""
+def _fit(sweep: Sweep, trainable: Any, param_space: dict[str, Any], callbacks: list[Any], resume: bool,
+         retry_failed: bool = False) -> None:
+    """Run (or continue) the sweep's Tuner and print its opening line. ``retry_failed``: trials
+    that ran out of retries resume from their newest checkpoint (trials that failed by
+    themselves ended with a result, so Tune does not count them as errored)."""
     from ray import tune
 
     from orchestrator.trials import make_tuner
@@ -357,14 +380,14 @@ def _fit(sweep: Sweep, trainable: Any, param_space: dict[str, Any], callbacks: l
     plan, space = sweep.plan, sweep.plan.space
     if resume and tune.Tuner.can_restore(plan.experiment_path):
         tuner = tune.Tuner.restore(plan.experiment_path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
+                                   resume_errored=retry_failed, restart_errored=False)
     else:
         search_alg, scheduler = _search(plan, sweep.wl, sweep.base)
         tuner = make_tuner(trainable, param_space, name=f"{space.name}/{plan.inv.experiment}",
                            storage_path=plan.inv.storage_path, metric=space.metric, mode=space.mode,
                            callbacks=callbacks, max_concurrent=sweep.max_concurrent, regime=sweep.wl.regime,
                            num_samples=plan.n_trials if space.searcher == "optuna" else 1,
-                           search_alg=search_alg, scheduler=scheduler)
+                           search_alg=search_alg, scheduler=scheduler, max_retries=sweep.max_retries)
     kind = "evaluation sweep" if plan.is_eval else f"{space.searcher} sweep"
     print(f"[sweep] {space.name}: {plan.n_trials} trial(s), {kind}, workload {sweep.wl.name}, profile "
           f"{plan.inv.profile}; {f'up to {sweep.max_concurrent}' if sweep.max_concurrent else 'no limit on trials'} at once; data ready in {sweep.data.seconds:.1f}s",
@@ -372,16 +395,18 @@ def _fit(sweep: Sweep, trainable: Any, param_space: dict[str, Any], callbacks: l
     tuner.fit()
 
 
-def _training_trials(sweep: Sweep, resume: bool) -> bool:
+def _training_trials(sweep: Sweep, resume: bool, retry_failed: bool = False) -> bool:
     """Every trial trains (see orchestrator.trials for where); True unless interrupted."""
     from orchestrator.trials import training_trainable
 
     trainable = training_trainable(sweep.ctx)
-    _fit(sweep, trainable, tune_param_space(sweep.plan, sweep.base), [_callback(sweep, True)], resume)
+    _fit(sweep, trainable, tune_param_space(sweep.plan, sweep.base), [_callback(sweep, True)], resume, retry_failed)
+    if resume:
+        _finish_lost_tests(sweep)
     return True
 
 
-def _evaluation_trials(sweep: Sweep, source: Any, resume: bool) -> bool:
+def _evaluation_trials(sweep: Sweep, source: Any, resume: bool, retry_failed: bool = False) -> bool:
     """Train the model once per seed (or take --from-run's), then evaluate one inference setting
     per trial; the selected trial's figures are drawn once at the end. False if interrupted while
     training the model."""
@@ -396,7 +421,7 @@ def _evaluation_trials(sweep: Sweep, source: Any, resume: bool) -> bool:
                            {"source_run_ids": ",".join(s["run_id"] for s in sources.values())})
     trainable = evaluation_trainable(sweep.ctx, sources)
     param_space = tune_param_space(sweep.plan, sweep.base, seeds=sorted(int(s) for s in sources))
-    _fit(sweep, trainable, param_space, [_callback(sweep, False)], resume)
+    _fit(sweep, trainable, param_space, [_callback(sweep, False)], resume, retry_failed)
     return True
 
 
@@ -410,6 +435,9 @@ class StoppedTrialTest:
         self.ctx, self.records_path = sweep.ctx, sweep.plan.records_path
 
     def __call__(self, trial: Any, ckpt_path: str) -> tuple[Any, Any]:
+        return self.submit(trial.trial_id, dict(trial.config), ckpt_path)
+
+    def submit(self, trial_id: str, config: dict[str, Any], ckpt_path: str) -> tuple[Any, Any]:
         import shutil
 
         import ray
@@ -423,17 +451,51 @@ class StoppedTrialTest:
         else:  # Train's checkpoints are named in the file system of its storage
             fs, path = storage.filesystem(self.ctx.storage_path)[0], ckpt_path
         ckpt = tune.Checkpoint(path, filesystem=fs)
-        ref = submit_test(self.ctx, dict(trial.config), ckpt)
+        ref = submit_test(self.ctx, config, ckpt)
 
         def finish() -> tuple[dict[str, float], str]:
             ev = ray.get(ref)
             local = write_checkpoint_artifacts(ev, kept_checkpoint(ckpt))  # the one the test pass read
-            dest = storage.join(self.records_path, f"stopped-trial-{trial.trial_id}")
+            dest = storage.join(self.records_path, f"stopped-trial-{trial_id}")
             storage.upload_dir(local, dest)
             shutil.rmtree(local, ignore_errors=True)
             return ev.metrics, dest
 
         return ref, finish
+
+
+def _finish_lost_tests(sweep: Sweep) -> None:
+    """Test passes of stopped trials that an earlier driver submitted but did not live to log:
+    each is run again from the checkpoint it was given and logged as the callback would have."""
+    import ray
+
+    tracker = sweep.tracker
+    tracker.reload()  # written by the (restored) callback
+    lost = {tid: rec for tid, rec in tracker.state.get("trials", {}).items()
+            if rec.get("status") == "stopped-early" and rec.get("test_checkpoint") and not rec.get("error")
+            and not any(k.startswith("test/") for k in rec.get("metrics", {}))}
+    if not lost:
+        return
+    print(f"[sweep] finishing the test pass of {len(lost)} stopped trial(s) the interrupted run did not log",
+          flush=True)
+    tester = StoppedTrialTest(sweep)
+    pending = {tid: tester.submit(tid, rec["config"], rec["test_checkpoint"]) for tid, rec in lost.items()}
+    for tid, (ref, finish) in pending.items():
+        rec, run_id = lost[tid], lost[tid]["run_id"]
+        ray.wait([ref])
+        try:
+            metrics, art = finish()
+        except Exception as e:
+            rec["error"] = f"testing the stopped trial's checkpoint failed: {type(e).__name__}: {e}"
+            tracker.log_tags(run_id, {"failure_reason": rec["error"][:5000]})
+            tracker.finish(run_id, "FAILED")
+        else:
+            tracker.log_final(run_id, metrics, art)
+            rec["metrics"] = {**rec.get("metrics", {}), **{k: float(v) for k, v in metrics.items()
+                                                          if isinstance(v, int | float) and not isinstance(v, bool)}}
+            rec["artifacts"] = art
+            tracker.finish(run_id, "FINISHED")
+        tracker.save()
 
 
 def _summary(sweep: Sweep) -> int:
@@ -547,10 +609,11 @@ def _search(plan: SweepPlan, wl: Any, base: dict[str, Any]) -> tuple[Any, Any]:
     search_alg = None
     if space.searcher == "optuna" and space.param_space:
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
+
+        from orchestrator.searchers import OptunaSearchWithFailures
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=space.seeds_for(plan.inv.profile)[0]))
+        search_alg = OptunaSearchWithFailures(sampler=optuna.samplers.TPESampler(seed=space.seeds_for(plan.inv.profile)[0]))
     sched = None
     if space.scheduler.type == "asha" and not plan.is_eval:
         cfg = wl.config_cls.model_validate({**base, "seed": 0})
@@ -602,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_usage(sys.stderr)
         print("error: give a sweep name (see --list)", file=sys.stderr)
         return 2
+    if args.retry_failed and not args.resume:
+        print("error: --retry-failed retries the failed trials of an interrupted sweep: give it with --resume",
+              file=sys.stderr)
+        return 2
     try:
         plan = resolve(invocation_from_args(args))
     except ConfigError as e:
@@ -613,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.extract import BadItemsError
 
     try:
-        return run(plan, resume=args.resume, verbose=args.verbose, address=args.address)
+        return run(plan, resume=args.resume, verbose=args.verbose, address=args.address,
+                   retry_failed=args.retry_failed)
     except (ConfigError, ManifestError, EncoderUnavailableError, BadItemsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

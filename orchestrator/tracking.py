@@ -328,6 +328,15 @@ class SweepTracker:
             tags["model_checkpoint"] = (ckpt_dir / "model_checkpoint.txt").read_text()
         return tags
 
+    def reopen(self, run_id: str) -> None:
+        """A failed trial's run, running again (its failure reason moves to ``retry.failed_reason``)."""
+        run = self.client.get_run(run_id)
+        reason = run.data.tags.get("failure_reason")
+        if reason:
+            self.log_tags(run_id, {"retry.failed_reason": reason})
+            self.client.delete_tag(run_id, "failure_reason")
+        self.client.update_run(run_id, status="RUNNING")
+
     def finish(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
@@ -382,6 +391,7 @@ class MlflowTrialCallback(tune.Callback):
         self.console = console  # orchestrator.console.ConsolePrinter: one line per trial start and end
         self.last_ckpt: dict[str, str] = {}
         self.finalised: set[str] = set()
+        self.failed: set[str] = set()  # trials that ended with a failed final result
         self.stopped: dict[str, tuple[Any, str, Any, Any]] = {}  # trial id -> (trial, run, ref, finish)
 
     def _child(self, trial: Any) -> str:
@@ -402,7 +412,11 @@ class MlflowTrialCallback(tune.Callback):
         return rec
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._child(trial)
+        run_id = self._child(trial)
+        before = self.tracker.state.get(self.state_key, {}).get(trial.trial_id, {})
+        if before.get("status") == "failed":  # --resume --retry-failed: it runs again
+            self.tracker.reopen(run_id)
+            before.pop("error", None)
         rec = self._record(trial, status="running")
         if self.console:
             self.console.start(rec["number"], trial.trial_id, rec["config"])
@@ -413,6 +427,10 @@ class MlflowTrialCallback(tune.Callback):
             self.last_ckpt[trial.trial_id] = result["checkpoint_path"]
         elif result.get("checkpoint_dir_name") and not result.get("final"):  # a trial process's own
             self.last_ckpt[trial.trial_id] = _trial_uri(trial, result["checkpoint_dir_name"])
+        if result.get("final") and result.get("failed"):  # failed by itself: final, not retried
+            self.failed.add(trial.trial_id)
+            self._fail(trial, run_id, str(result.get("failure_reason") or "unknown error"))
+            return
         if result.get("final"):
             ckpt_dir = _trial_uri(trial, result["checkpoint_dir_name"]) if result.get("checkpoint_dir_name") else None
             final = {k: v for k, v in result.items() if k.startswith(("test/", "test_last/", "data/", "val/", "best/"))}
@@ -430,6 +448,8 @@ class MlflowTrialCallback(tune.Callback):
             self.console.status(self.tracker.state.get(self.state_key, {}))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.failed:
+            return
         run_id = self._child(trial)
         status = "ok"
         pending_test = False
@@ -443,7 +463,9 @@ class MlflowTrialCallback(tune.Callback):
                 ref, finish = self.on_stopped(trial, ckpt)
                 self.stopped[trial.trial_id] = (trial, run_id, ref, finish)
                 pending_test = True
-        rec = self._record(trial, status=status)
+        # a stopped trial's test checkpoint: a resumed sweep finishes a test pass the driver lost
+        extra = {"test_checkpoint": self.last_ckpt[trial.trial_id]} if pending_test else {}
+        rec = self._record(trial, status=status, **extra)
         if not pending_test:
             self.tracker.finish(run_id, "FINISHED")
         if self.console:
@@ -475,10 +497,22 @@ class MlflowTrialCallback(tune.Callback):
         if self.stopped:
             self._drain_stopped(wait=False)
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Its process or node died; Tune starts it again from its newest checkpoint."""
         run_id = self._child(trial)
         reason = failure_reason(trial)
-        self.tracker.log_tags(run_id, {"failure_reason": reason})
+        retries = int(trial.run_metadata.num_failures)
+        self.tracker.log_tags(run_id, {"retries": str(retries), f"retry.{retries}.reason": reason[:5000]})
+        rec = self._record(trial, retries=retries)
+        if self.console:
+            self.console.retry(rec["number"], trial.trial_id, retries, reason)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Its process or node died more often than ``--max-retries`` allows."""
+        self._fail(trial, self._child(trial), failure_reason(trial))
+
+    def _fail(self, trial: Any, run_id: str, reason: str) -> None:
+        self.tracker.log_tags(run_id, {"failure_reason": reason[:5000]})
         self.tracker.finish(run_id, "FAILED")
         rec = self._record(trial, status="failed", error=reason)
         if self.console:
@@ -506,9 +540,16 @@ def _plain(d: dict[str, Any]) -> dict[str, float]:
 
 
 def failure_reason(trial: Any) -> str:
-    """The last meaningful line of the trial's error file (``TrialFailed: diverged ...``)."""
+    """The last meaningful line of the trial's error file (``TrialFailed: diverged ...``); for a
+    process that died, Ray's one-sentence exit detail (its paragraph of common causes is in the
+    error file)."""
     path = trial.error_file
     text = Path(path).read_text() if path and Path(path).exists() else str(trial.get_error() or "")
+    died = re.search(r"Worker exit detail: ([^.]*\.)", text)
+    if died:
+        return f"its process died: {died.group(1)}"
+    if "NodeDiedError" in text or "node died" in text.lower():
+        return "its node died"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):
         if "TrialFailed:" in ln:

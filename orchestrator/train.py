@@ -32,6 +32,10 @@ from orchestrator.workload import Workload, load_workload
 
 MODEL_FILE = "model.pt"  # the best-validation weights
 LAST_FILE = "last.pt"  # the last epoch's weights, in the final checkpoint when they are not the best
+# What a retried trial continues from (its process or node died): the round's weights, optimiser
+# and LR schedule, the best value so far and the RNG streams. Every validation round's checkpoint
+# holds one, so a retry loses at most the epochs since the last round.
+RESUME_FILE = "resume.pt"
 MAX_MODEL_COPY_BYTES = 50 * 2**20  # heads travel with the trial's artifacts into MLflow; fine-tuned encoders do not
 class TrialFailed(RuntimeError):
     """A trial that cannot finish (diverged, no checkpoint); the message is the reason."""
@@ -93,6 +97,12 @@ class Host:
         """Hand the round's metrics (and checkpoint directory, which the host then owns) on."""
         raise NotImplementedError
 
+    def resume_dir(self) -> str | None:
+        """A local copy, made for this attempt and deleted after it, of the checkpoint an earlier
+        attempt of this trial left (holding :data:`RESUME_FILE` unless it was the final round's),
+        or None on a first attempt."""
+        return None
+
 
 class TrainWorkerHost(Host):
     """One Ray Train worker of a TorchTrainer (``train_workers > 1``: DDP, gathered batches)."""
@@ -125,6 +135,16 @@ class TrainWorkerHost(Host):
         if ckpt_dir:  # report() has copied it into Train storage
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
+    def resume_dir(self) -> str | None:
+        """A retried trial builds its TorchTrainer under the same run name, so Train restores that
+        run's newest checkpoint."""
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return None
+        return str(ckpt.to_directory(tempfile.mkdtemp(prefix="resume-")))
+
 
 def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     """Runs on each Train worker."""
@@ -151,6 +171,11 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
     in_dim = wl.input_dim(train)
     model = wl.build_model(cfg, in_dim)
     wl.fit_closed_form(model, whole_train, cfg)  # e.g. an LDA baseline, the same fit on every worker
+    resume_from = host.resume_dir()
+    resumed = torch.load(os.path.join(resume_from, RESUME_FILE), map_location="cpu", weights_only=True) \
+        if resume_from and os.path.exists(os.path.join(resume_from, RESUME_FILE)) else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
     model = host.prepare(model)
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
@@ -165,11 +190,24 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
     # rank 0 keeps the best weights on local disk, so the final checkpoint (the one Train always
     # keeps, and the one a stopped trial is tested from) holds the best and the last together
     keep = tempfile.mkdtemp(prefix="best-") if rank == 0 else ""
+    start = 0
+    if resumed is not None:  # continue after the round the earlier attempt checkpointed last
+        start, best, stale = int(resumed["epoch"]) + 1, float(resumed["best"]), int(resumed["stale"])
+        if opt is not None:
+            opt.load_state_dict(resumed["optimizer"])
+        if scheduler is not None and resumed.get("scheduler") is not None:
+            scheduler.load_state_dict(resumed["scheduler"])
+        torch.set_rng_state(resumed["torch_rng"])
+        if rank == 0:  # rank 0's streams are saved; other ranks continue on fresh ones
+            rng.bit_generator.state = resumed["numpy_rng"]
+            shutil.copy(os.path.join(resume_from, MODEL_FILE), os.path.join(keep, MODEL_FILE))
+        else:
+            rng = np.random.default_rng([seed, rank, start])
 
     def validate_and_report(epoch: int, train_loss: float, train_metrics: dict[str, float]) -> bool:
-        """Validation on rank 0; the model is checkpointed (with the input dims it was built
-        for, so evaluation rebuilds the same shapes) when validation improves, and at the final
-        round in any case, with the last weights beside the best. Returns whether training
+        """Validation on rank 0, then a checkpoint: the best weights so far (with the input
+        dims they were built for, so evaluation rebuilds the same shapes), what a retry resumes
+        from, and at the final round the last weights beside the best. Returns whether training
         stops here early (``patience`` rounds without improvement; the same on every worker)."""
         nonlocal best, stale
         metrics: dict[str, Any] = {"epoch": epoch, "train/loss": train_loss, **train_metrics}
@@ -192,11 +230,16 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
             if improved:
                 best = value
                 torch.save(state, os.path.join(keep, MODEL_FILE))
-            if improved or final:
-                d = tempfile.mkdtemp(prefix="ckpt-")
-                _link_or_copy(os.path.join(keep, MODEL_FILE), os.path.join(d, MODEL_FILE))
-                if not improved:
-                    torch.save(state, os.path.join(d, LAST_FILE))
+            d = tempfile.mkdtemp(prefix="ckpt-")
+            _link_or_copy(os.path.join(keep, MODEL_FILE), os.path.join(d, MODEL_FILE))
+            if final and not improved:
+                torch.save(state, os.path.join(d, LAST_FILE))
+            if not final:
+                torch.save({"model": state["model"], "epoch": epoch, "best": best, "stale": stale,
+                            "optimizer": opt.state_dict() if opt is not None else None,
+                            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                            "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state},
+                           os.path.join(d, RESUME_FILE))
             metrics["best/" + metric] = best
         host.report(metrics, d)
         return broadcast_decision(stop, device) if patience is not None else False
@@ -205,7 +248,7 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
         if epochs == 0:  # nothing to train (a closed-form or untrained baseline): validate it once
             validate_and_report(0, math.nan, {})
         train_metrics: dict[str, float] = {}
-        for epoch in range(epochs):
+        for epoch in range(start, epochs):
             model.train()
             total, n = 0.0, 0
             for batch in wl.train_batches(train, cfg, epoch, rng):
@@ -228,8 +271,9 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
             if stop:
                 break
     finally:
-        if keep:
-            shutil.rmtree(keep, ignore_errors=True)
+        for tmp in (keep, resume_from):  # the host's resume directory is a copy made for this attempt
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -270,8 +314,8 @@ class Evaluation:
 def kept_checkpoint(ckpt: Any) -> Any:
     """The checkpoint a trial is tested from: ``ckpt`` while it still holds the model, else the
     newest checkpoint of the same Train run that does. Tune stops a trial on the report it has
-    seen, but the Train run may already have registered a later, better checkpoint, and with
-    ``num_to_keep=1`` Train then deletes the one Tune saw (seen with qbe's ASHA test on a loaded
+    seen, but the Train run may already have registered later checkpoints, and past its
+    ``num_to_keep`` Train then deletes the one Tune saw (seen with qbe's ASHA test on a loaded
     2-core machine: the epoch-4 checkpoint gone 60 ms after it was reported). Every checkpoint's
     model file holds the best weights up to its round, so the newest one left is the trial's best."""
     import pyarrow.fs as pafs

@@ -27,11 +27,14 @@ the selected trial once (:func:`evaluate_selected`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import shutil
+import traceback
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,8 @@ TRIAL_FN_RESOURCES = {"cpu": 0, "memory": 2**20}
 # Joined views a trial process keeps for the next trial (pooled embeddings: megabytes; a paper-size
 # frame-level view may be gigabytes, so the oldest are dropped past this).
 TABLE_CACHE_BYTES = 2 * 2**30
+# How often a trial whose process or node died is started again (``--max-retries``).
+DEFAULT_RETRIES = 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,20 +126,25 @@ def evaluation_trainable(ctx: TrialContext, sources: dict[str, dict[str, Any]]) 
 
 def make_tuner(trainable: Any, param_space: dict[str, Any], *, name: str, storage_path: str, metric: str,
                mode: str, callbacks: list[Any], max_concurrent: int | None, regime: str, num_samples: int = 1,
-               search_alg: Any = None, scheduler: Any = None) -> Any:
+               search_alg: Any = None, scheduler: Any = None, max_retries: int = DEFAULT_RETRIES) -> Any:
     """A Tuner over ``trainable`` whose trial processes are reused across trials.
 
     Checkpoints: a fine-tuning trial keeps its newest two (the newest training checkpoint, which
     holds the best weights so far and is what a stopped trial is tested from, and the final
     artifacts): each may be gigabytes. A frozen-regime trial keeps all (a head is kilobytes to
     megabytes): with ``num_to_keep`` Tune snapshots the experiment state each time a trial has
-    checkpointed that many times, which for 1-s trials was a snapshot every few hundred ms."""
+    checkpointed that many times, which for 1-s trials was a snapshot every few hundred ms.
+
+    Retries: a trial whose process or node died is started again from its newest checkpoint, at
+    most ``max_retries`` times; a trial that failed by itself is final (:func:`failures_reported`)."""
     from ray import tune
 
     # Tune's default JSON, CSV and TensorBoard loggers write every result to files nobody reads
     # (the sweep records trials in MLflow and tracking.json), in the driver, between trials: the
     # TensorBoard writer alone cost about 50 ms per evaluation trial
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # a trial's failure is one console line and an MLflow tag (MlflowTrialCallback), not Tune's traceback
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -142,7 +152,7 @@ def make_tuner(trainable: Any, param_space: dict[str, Any], *, name: str, storag
                                     num_samples=num_samples, max_concurrent_trials=max_concurrent,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks,
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=max_retries), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(
                                       num_to_keep=None if regime == "frozen" else 2)),
     )
@@ -198,6 +208,15 @@ class TrialHost(Host):
 
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
+    def resume_dir(self) -> str | None:
+        """Tune hands a retried trial the newest checkpoint its earlier attempt reported."""
+        import tempfile
+
+        from ray import tune
+
+        ckpt = tune.get_checkpoint()
+        return None if ckpt is None else str(ckpt.to_directory(tempfile.mkdtemp(prefix="resume-")))
+
     def discard(self) -> None:
         if self.last_dir:
             shutil.rmtree(self.last_dir, ignore_errors=True)
@@ -206,6 +225,11 @@ class TrialHost(Host):
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """Tune function trainable of a training trial (see the module docstring)."""
+    with failures_reported(ctx):
+        _run_trial(config, ctx)
+
+
+def _run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     wl = load_workload(ctx.workload)
     cfg = wl.config_cls.model_validate(config)
     loop_cfg = {"workload": ctx.workload, "cfg": cfg.model_dump(), "metric": ctx.metric, "mode": ctx.mode,
@@ -270,14 +294,16 @@ def _train_on_workers(wl: Workload, cfg: Any, ctx: TrialContext, loop_cfg: dict[
             name=f"train-{tune.get_context().get_trial_id()}",
             storage_path=ctx.storage_path,
             callbacks=[TuneReportCallback()],
-            failure_config=FailureConfig(max_failures=0),
-            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=ctx.metric,
-                                               checkpoint_score_order=ctx.mode),
+            failure_config=FailureConfig(max_failures=0),  # the Tune trial is what is retried
+            # every round's checkpoint holds the best weights so far and what a retry resumes from
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
     try:
         result = trainer.fit()
     except Exception as e:  # TrainingFailedError wraps the worker's exception
+        if is_infrastructure_failure(e):
+            raise  # a worker's node or process died: Tune retries the trial (see run_trial)
         raise TrialFailed(_root_cause(e)) from None
     if result.checkpoint is None:
         raise TrialFailed("training produced no checkpoint")
@@ -316,6 +342,66 @@ def report_final(metrics: dict[str, Any], artifacts: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(artifacts)))
     finally:
         shutil.rmtree(artifacts, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# failures: final or retried
+
+
+# Exceptions that say a process or node went away rather than that the trial's own computation
+# failed: a retry on a healthy node can succeed.
+def _infrastructure_errors() -> tuple[type[BaseException], ...]:
+    from ray import exceptions as rx
+
+    return (rx.RayActorError, rx.NodeDiedError, rx.WorkerCrashedError, rx.ObjectLostError, rx.OwnerDiedError,
+            rx.RaySystemError, rx.LocalRayletDiedError)
+
+
+def is_infrastructure_failure(e: BaseException) -> bool:
+    """Whether ``e`` (or what it wraps: a task's cause, a Train worker group's failures) is a
+    process or node that died."""
+    from ray.exceptions import RayTaskError
+    from ray.train import ControllerError, WorkerGroupError
+
+    infra = _infrastructure_errors()
+    todo, seen = [e], set()
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, infra):
+            return True
+        if isinstance(x, RayTaskError):
+            todo.append(x.cause)
+        if isinstance(x, WorkerGroupError):
+            todo.extend(x.worker_failures.values())
+        if isinstance(x, ControllerError):
+            todo.append(x.controller_failure)
+        todo += [x.__cause__, x.__context__]
+    return False
+
+
+@contextlib.contextmanager
+def failures_reported(ctx: TrialContext) -> Iterator[None]:
+    """A trial whose own computation fails (it diverged, a workload raised) ends with a final
+    result that says so (``failed``, ``failure_reason``, the metric NaN, which Optuna records as
+    a failed trial), so Tune does not retry it: a retry would fail the same way. A process or
+    node that died is raised on, and Tune retries the trial from its newest checkpoint up to
+    ``--max-retries`` times (:func:`make_tuner`)."""
+    from ray import tune
+
+    try:
+        yield
+    except Exception as e:
+        if is_infrastructure_failure(e):
+            raise
+        reason = str(e) if isinstance(e, TrialFailed) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, TrialFailed):
+            traceback.print_exc()  # the trial's log (--verbose) keeps where it failed
+        nan = float("nan")
+        tune.report({ctx.metric: nan, f"best/{ctx.metric}": nan, "final": 1, "failed": 1,
+                     "failure_reason": reason[:5000]})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -361,6 +447,11 @@ def run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str,
     seed (``sources[str(seed)]``: its MLflow run id and its state in the object store) is
     evaluated with the trial's inference fields on validation (what the sweep selects on) and on
     test (what is reported for the selected value), without figures."""
+    with failures_reported(ctx):
+        _run_eval_trial(config, ctx, sources)
+
+
+def _run_eval_trial(config: dict[str, Any], ctx: TrialContext, sources: dict[str, Any]) -> None:
     val_metrics, ev = evaluate_config(config, ctx, sources, figures=False)
     report_final({**val_metrics, **ev.metrics, f"best/{ctx.metric}": ev.best_value, "final": 1, "eval_only": 1},
                  write_artifacts(ev))

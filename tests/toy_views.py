@@ -38,6 +38,12 @@ class ToyConfig(BaseModel):
     eval_every: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=2)
     fusion_n: int = Field(1, ge=1)  # inference: a text query is averaged with its top-N audio items
+    # failure drills: in this epoch, after its first batch, the trial process dies (``exit``: once,
+    # the first time, noted in ``fail_marker``) or the training raises (``raise``: every time,
+    # each attempt appends a line to ``fail_marker``)
+    fail_at_epoch: int | None = None
+    fail_how: str = "exit"
+    fail_marker: str = ""
     seed: int = 0
 
 
@@ -142,8 +148,22 @@ def _workload_cls() -> type:
                           rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
             order = rng.permutation(len(train))
             for s in range(0, len(order), cfg.batch_size):
+                if s and epoch == cfg.fail_at_epoch:
+                    self._fail(cfg, epoch)
                 idx = order[s:s + cfg.batch_size]
                 yield {"audio": torch.from_numpy(train.audio[idx]), "text": torch.from_numpy(train.text[idx])}
+
+        def _fail(self, cfg: ToyConfig, epoch: int) -> None:
+            import os
+
+            marker = Path(cfg.fail_marker)
+            if cfg.fail_how == "raise":
+                with marker.open("a") as f:
+                    f.write("attempt\n")
+                raise RuntimeError(f"toy failure at epoch {epoch}")
+            if not marker.exists():
+                marker.write_text(f"died at epoch {epoch}\n")
+                os._exit(3)  # the process is gone, as under the OOM killer or with its node
 
         def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: ToyConfig,
                  epoch: int) -> torch.Tensor:
