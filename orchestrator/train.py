@@ -175,7 +175,9 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
     resumed = torch.load(os.path.join(resume_from, RESUME_FILE), map_location="cpu", weights_only=True) \
         if resume_from and os.path.exists(os.path.join(resume_from, RESUME_FILE)) else None
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
+        weights = resumed["model"] if resumed["model"] is not None else torch.load(
+            os.path.join(resume_from, MODEL_FILE), map_location="cpu", weights_only=True)["model"]
+        model.load_state_dict(weights)
     model = host.prepare(model)
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
@@ -227,16 +229,18 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
                 metrics["early_stopped_epoch"] = epoch
             final = epoch >= epochs - 1 or stop
             state = {"model": _unwrap(model).state_dict(), "epoch": epoch, metric: value, "in_dim": in_dim}
-            if improved:
+            if improved:  # a new file: earlier checkpoints hard-link the one it replaces
                 best = value
-                torch.save(state, os.path.join(keep, MODEL_FILE))
+                torch.save(state, os.path.join(keep, "new-" + MODEL_FILE))
+                os.replace(os.path.join(keep, "new-" + MODEL_FILE), os.path.join(keep, MODEL_FILE))
             d = tempfile.mkdtemp(prefix="ckpt-")
             _link_or_copy(os.path.join(keep, MODEL_FILE), os.path.join(d, MODEL_FILE))
             if final and not improved:
                 torch.save(state, os.path.join(d, LAST_FILE))
             if not final:
-                torch.save({"model": state["model"], "epoch": epoch, "best": best, "stale": stale,
-                            "optimizer": opt.state_dict() if opt is not None else None,
+                # the round's weights; when they are the best, model.pt beside it already holds them
+                torch.save({"model": None if improved else state["model"], "epoch": epoch, "best": best,
+                            "stale": stale, "optimizer": opt.state_dict() if opt is not None else None,
                             "scheduler": scheduler.state_dict() if scheduler is not None else None,
                             "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state},
                            os.path.join(d, RESUME_FILE))
