@@ -5,7 +5,8 @@ Input: a list of query strings (``{"inputs": ["a dog barks"]}`` over HTTP). Para
 signature declares them, so ``mlflow models serve`` accepts them): ``k`` (results per query,
 default 10) and ``modality`` (``text``, default, or ``audio``: each input is then a base64-encoded
 audio file, e.g. a WAV). Output: one object per query with ``ids``, ``scores`` and ``items`` (the
-indexed items' metadata: id, audio path, caption / word / speaker / sentence).
+indexed items' metadata: id, audio path, caption / word / speaker / sentence), and ``seconds``:
+where the request's time went (embedding, of which in the encoders, and the index search).
 """
 
 import mlflow
@@ -45,7 +46,11 @@ class RetrievalModel(PythonModel):
         queries = _inputs(model_input)
         if modality == "audio":
             queries = [AudioQuery.from_base64(q, f"audio query {n}") for n, q in enumerate(queries)]
-        return [r.as_dict() for r in self.engine.search(queries, modality, k)]
+        results = self.engine.search(queries, modality, k)
+        # where the request's time went (the whole batch): embedding (of which in the frozen
+        # encoders) and the index search
+        seconds = {k: round(v, 6) for k, v in self.engine.last_timings.items()}
+        return [{**r.as_dict(), "seconds": seconds} for r in results]
 
 
 mlflow.models.set_model(RetrievalModel())
