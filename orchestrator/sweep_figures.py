@@ -184,8 +184,10 @@ def parameter_importance(trials: pd.DataFrame, space: SearchSpace, metric: str, 
     out = []
     for k, spec in space.param_space.items():
         lo_hi = f"[{spec.low:g}, {spec.high:g}]" if spec.values is None else f"{spec.values}"
+        note = "one value over the finished trials" if k not in varying else \
+            "the only parameter that varied: its share is 1 by construction" if len(varying) == 1 else ""
         out.append({"parameter": k, "importance": float(imp.get(k, 0.0)), "distribution": f"{spec.type} {lo_hi}",
-                    "note": "" if k in varying else "one value over the finished trials"})
+                    "note": note})
     table = pd.DataFrame(out).sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(1, "rank", np.arange(1, len(table) + 1))
     table["n_trials"] = len(rows)
@@ -226,7 +228,7 @@ def importance_figure(imp: Importance) -> Figure:
     ax = fig.add_subplot(1, 1, 1)
     names = list(table["parameter"])[::-1]
     vals = list(table["importance"])[::-1]
-    bars = ax.barh(names, vals, color=["0.6" if n else "C0" for n in list(table["note"])[::-1]])
+    bars = ax.barh(names, vals, color=["0.6" if n.startswith("one value") else "C0" for n in list(table["note"])[::-1]])
     for bar, v in zip(bars, vals):
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.2f}", va="center", fontsize=8)
     ax.set_xlim(0, max(1.0, max(vals) * 1.15))
@@ -278,7 +280,7 @@ class _Axis:
             else:
                 from matplotlib.ticker import MaxNLocator
 
-                ax.yaxis.set_major_locator(MaxNLocator(5))  # fewer labels: text is most of the drawing
+                ax.yaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))  # fewer labels: text costs most
             ax.set_ylim(self.low, self.high)
 
 

@@ -78,7 +78,7 @@ def test_single_parameter_categorical_and_too_few_trials() -> None:
     df = rows(6, lambda rng, i: ({"pool": ["mean", "max", [1, 5]][i % 3]}, float(i % 3)))
     imp = sf.parameter_importance(df, space(one), METRIC, "max")
     assert imp.table is not None and list(imp.table["parameter"]) == ["pool"]
-    assert imp.table.iloc[0]["importance"] == pytest.approx(1.0)
+    assert imp.table.iloc[0]["importance"] == pytest.approx(1.0) and "by construction" in imp.table.iloc[0]["note"]
     fig = sf.parallel_coordinates_figure(df, space(one), METRIC, "max", "t2")
     cat = fig.axes[1]
     assert cat.get_title() == "pool" and [t.get_text() for t in cat.get_yticklabels()] == ["mean", "max", "[1, 5]"]
@@ -163,14 +163,14 @@ def test_a_20_trial_sweep_gets_all_three_quickly_and_a_grid_sweep_only_curves() 
     # optuna.importance, matplotlib's fonts: ~4 s on 2 cores), then timed
     sf.log_parent_figures(plan(space(SPACE3)), FakeTracker(histories), df, "t0")  # type: ignore[arg-type]
     tracker = FakeTracker(histories)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: the other users of these 2 shared cores do not count
     line = sf.log_parent_figures(plan(space(SPACE3)), tracker, df, "t0")  # type: ignore[arg-type]
-    took = time.perf_counter() - t0
+    took = time.process_time() - t0
     assert sorted(tracker.figures) == ["figures/parallel_coordinates.png", "figures/parameter_importance.png",
                                        "figures/validation_curves.png"]
     assert list(tracker.tables) == ["parameter_importance"] and line.startswith("parameter importance")
     assert "figures.skipped" not in tracker.tags
-    assert took < 1.5, took  # well under a second on an idle machine; 2 shared cores here
+    assert took < 1.5, took  # ~0.45 s of CPU on this machine
 
     grid = FakeTracker({f"run{i}": [0.1, 0.2] for i in range(4)})
     gsp = space({"lr": {"type": "grid", "values": [1e-3, 1e-4]}}, searcher="grid")
