@@ -130,7 +130,8 @@ def format_result(result: Any, engine: Any, uri: str) -> str:
              f"{side['n']} {side['description']} of the {meta['index_split']} split",
              f"{result.modality} query {result.query!r} -> top {len(result.ids)} {side['description']}", ""]
     shown = [c for c in SHOWN if any(c in it for it in result.items)]
-    rows = [["rank", "score", "id", *shown, "audio"]]
+    with_audio = any(it.get("audio_path") for it in result.items)  # descriptions have none
+    rows = [["rank", "score", "id", *shown, "audio" if with_audio else ""]]
     for n, (score, item) in enumerate(zip(result.scores, result.items), 1):
         audio = item.get("audio_path", "")
         if audio and item.get("offset"):
@@ -138,7 +139,7 @@ def format_result(result: Any, engine: Any, uri: str) -> str:
         rows.append([str(n), f"{score:.4f}", str(item["id"]), *[_short(item.get(c, "")) for c in shown], audio])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1])
+        lines.append(("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1]).rstrip())
     return "\n".join(lines)
 
 

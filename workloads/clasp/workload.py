@@ -380,7 +380,7 @@ class ClaspWorkload(Workload):
         speech = retrieval.l2_normalize(next(iter(systems.values())))
         rows = [{"id": i, "item": i, "sentence": ref, "category": cat}
                 for i, ref, cat in zip(data.ids, data.references, data.categories)]
-        return {"audio": IndexSide(speech, rows, "speech")}
+        return {"audio": IndexSide(speech, rows, "speech items")}
 
     def embed_queries(self, model: nn.Module, cfg: ClaspConfig, modality: str, queries: list[Any],
                       encoders: Any) -> np.ndarray:
