@@ -178,6 +178,7 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
         weights = resumed["model"] if resumed["model"] is not None else torch.load(
             os.path.join(resume_from, MODEL_FILE), map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(weights)
+    wl.load_training_state(resumed.get("workload") if resumed is not None else None)
     model = host.prepare(model)
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
@@ -242,7 +243,8 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
                 torch.save({"model": None if improved else state["model"], "epoch": epoch, "best": best,
                             "stale": stale, "optimizer": opt.state_dict() if opt is not None else None,
                             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                            "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state},
+                            "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                            "workload": wl.training_state()},
                            os.path.join(d, RESUME_FILE))
             metrics["best/" + metric] = best
         host.report(metrics, d)

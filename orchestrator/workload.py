@@ -102,6 +102,18 @@ class Workload(ABC):
         into the next report (rank 0's reach Tune and MLflow, step = epoch)."""
         return {}
 
+    def training_state(self) -> dict[str, Any]:
+        """What the workload carries from epoch to epoch besides the model and optimiser (a
+        sampler's own RNG, say), saved in every validation round's checkpoint so that a retried
+        trial continues exactly where the round left it. Plain data (``torch.load`` with
+        ``weights_only``); {} when there is nothing."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any] | None) -> None:
+        """Called before the first epoch of every training: the state :meth:`training_state`
+        returned at the round a retried trial continues from, or None for a fresh training (a
+        reused trial process must not carry the previous trial's state into the next)."""
+
     @abstractmethod
     def epochs(self, cfg: Any) -> int: ...
 

@@ -1,7 +1,9 @@
 """A retried trial continues from its newest checkpoint (``orchestrator.train.train_model``, no Ray):
 every validation round leaves ``resume.pt``, and training resumed from round r reports the rounds
 after r only, with the same numbers and final weights as the training that was never interrupted.
-The toy workload (``tests/toy_views.py``) on random in-memory rows stands in for a trial's views."""
+Random in-memory rows stand in for a trial's views: the toy two-view workload
+(``tests/toy_views.py``) and QbE, whose triplet sampler draws from an RNG of its own
+(``Workload.training_state``)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ import torch
 
 from orchestrator.train import MODEL_FILE, RESUME_FILE, Host, train_model
 
-LOOP = {"workload": "tests.toy_views:INFO", "metric": "val/t2a/mrr", "mode": "max", "max_epochs": None,
-        "cfg": {"epochs": 6, "eval_every": 1, "batch_size": 8, "lr": 3e-2}}
+TOY = {"workload": "tests.toy_views:INFO", "metric": "val/t2a/mrr", "mode": "max", "max_epochs": None,
+       "cfg": {"epochs": 6, "eval_every": 1, "batch_size": 8, "lr": 3e-2}}
+QBE = {"workload": "qbe", "metric": "val/silhouette_labels", "mode": "max", "max_epochs": None,
+       "cfg": {"epochs": 6, "eval_every": 1, "batch_size": 16, "hidden_dim": 32, "out_dim": 16,
+               "semi_hard_share": 0.5}}
 
 
-def rows(n: int, seed: int) -> pa.Table:
+def toy_rows(n: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     audio = rng.normal(size=(n, 48)).astype(np.float32)
     text = (audio @ rng.normal(size=(48, 384)).astype(np.float32))[:, None, :] + rng.normal(size=(n, 2, 384))
@@ -30,11 +35,25 @@ def rows(n: int, seed: int) -> pa.Table:
                      "text": text.astype(np.float32).tolist()})
 
 
+def qbe_rows(n: int, seed: int) -> pa.Table:
+    """Clips of 6 words: a word's centre plus noise, as a pooled 24-d audio view."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(7).normal(size=(6, 24))
+    labels = [f"w{i % 6}" for i in range(n)]
+    x = (centres[[i % 6 for i in range(n)]] + 0.8 * rng.normal(size=(n, 24))).astype(np.float32)
+    audio = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 24)
+    return pa.table({"id": [f"c{i:02d}" for i in range(n)], "label": labels, "audio": audio})
+
+
+CASES = {"toy": (TOY, toy_rows, ("train/loss", "val/t2a/mrr", "best/val/t2a/mrr")),
+         "qbe": (QBE, qbe_rows, ("train/loss", "val/silhouette_labels", "best/val/silhouette_labels"))}
+
+
 class RecordingHost(Host):
     """Keeps every round's metrics and a copy of its checkpoint; resumes from ``resume`` if given."""
 
-    def __init__(self, tmp: Path, resume: Path | None = None) -> None:
-        self.tables = {"train": rows(24, 0), "val": rows(12, 1)}
+    def __init__(self, tmp: Path, rows: Any, resume: Path | None = None) -> None:
+        self.tables = {"train": rows(36, 0), "val": rows(18, 1)}
         self.tmp, self.resume = tmp, resume
         self.reports: list[dict[str, Any]] = []
         self.ckpts: list[Path] = []
@@ -56,19 +75,21 @@ class RecordingHost(Host):
 
 
 @pytest.mark.parametrize("round_", [0, 2, 4])
-def test_training_resumed_from_a_round_equals_the_uninterrupted_one(tmp_path: Path, round_: int) -> None:
-    whole = RecordingHost(tmp_path / "whole")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_training_resumed_from_a_round_equals_the_uninterrupted_one(tmp_path: Path, case: str, round_: int) -> None:
+    loop, rows, keys = CASES[case]
+    whole = RecordingHost(tmp_path / "whole", rows)
     (tmp_path / "whole").mkdir()
-    train_model(whole, LOOP)
+    train_model(whole, loop)
     assert [m["epoch"] for m in whole.reports] == list(range(6))
     assert [os.path.exists(c / RESUME_FILE) for c in whole.ckpts] == [True] * 5 + [False]  # the final round needs none
 
-    resumed = RecordingHost(tmp_path / "resumed", resume=whole.ckpts[round_])
+    resumed = RecordingHost(tmp_path / "resumed", rows, resume=whole.ckpts[round_])
     (tmp_path / "resumed").mkdir()
-    train_model(resumed, LOOP)
+    train_model(resumed, loop)
     assert [m["epoch"] for m in resumed.reports] == list(range(round_ + 1, 6))
     for a, b in zip(whole.reports[round_ + 1:], resumed.reports, strict=True):
-        for key in ("train/loss", "val/t2a/mrr", "best/val/t2a/mrr"):
+        for key in keys:
             assert b[key] == pytest.approx(a[key], abs=1e-7), (b["epoch"], key)
     final_a = torch.load(whole.ckpts[-1] / MODEL_FILE, weights_only=True)
     final_b = torch.load(resumed.ckpts[-1] / MODEL_FILE, weights_only=True)

@@ -112,6 +112,13 @@ class TripletSampler:
         out["fallback_share"] = self._stats["fallbacks"] / self._stats["semi_hard"] if self._stats["semi_hard"] else 0.0
         return out
 
+    def rng_state(self) -> dict:
+        """Where this sampler's random stream is (saved with a trial's checkpoint)."""
+        return self._rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
     def sample(
         self, n: int, semi_hard_share: float | None = None, band: tuple[float, float] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

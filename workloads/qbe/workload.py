@@ -57,6 +57,7 @@ class QbEWorkload(Workload):
         self._samplers: dict[int, TripletSampler] = {}
         self._world = 1  # Train workers; batch_size and triplets_per_epoch are split among them
         self._n_train = 0  # training items over all workers (one triplet each per epoch by default)
+        self._resumed: dict[str, Any] | None = None  # a retried trial's sampler state (load_training_state)
         self._last_epoch: dict[str, float] = {}  # the latest epoch's triplet mix (epoch_metrics)
 
     # -- data --------------------------------------------------------------------------------
@@ -119,9 +120,13 @@ class QbEWorkload(Workload):
             raise ValueError(f"batch_size {cfg.batch_size} (global) must be divisible by the {self._world} Train workers")
         sampler = self._samplers.get(id(train))
         if sampler is None:
+            resumed, self._resumed = self._resumed, None
+            # a retried trial's sampler continues its own stream and leaves the trial's untouched
+            seed = 0 if resumed else int(rng.integers(2**31))
             sampler = TripletSampler(train.X, train.labels, semi_hard_share=cfg.semi_hard_share,
-                                     band=(cfg.band_low, cfg.band_high), seed=int(rng.integers(2**31)),
-                                     band_mode=cfg.band_mode)
+                                     band=(cfg.band_low, cfg.band_high), seed=seed, band_mode=cfg.band_mode)
+            if resumed:
+                sampler.set_rng_state(resumed["sampler_rng"])
             self._samplers = {id(train): sampler}
         share, band = self.hard_triplet_schedule(cfg, epoch)
         n = math.ceil((cfg.triplets_per_epoch or max(self._n_train, len(train))) / self._world)
@@ -134,6 +139,14 @@ class QbEWorkload(Workload):
         for i in range(0, n, batch):
             sl = slice(i, i + batch)
             yield {"anchor": X[a[sl]], "positive": X[p[sl]], "negative": X[neg[sl]]}
+
+    def training_state(self) -> dict[str, Any]:
+        """The triplet sampler's RNG: it draws each epoch's triplets from its own stream."""
+        samplers = list(self._samplers.values())
+        return {"sampler_rng": samplers[0].rng_state()} if samplers else {}
+
+    def load_training_state(self, state: dict[str, Any] | None) -> None:
+        self._resumed = state or None  # applied when the training's sampler is built
 
     def epoch_metrics(self, epoch: int) -> dict[str, float]:
         """The epoch's triplet mix: the share of semi-hard slots that found no negative in the
