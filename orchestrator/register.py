@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-split", default="test", choices=SPLITS,
                    help="which corpus split the index holds (default: test; all: train+val+test)")
     p.add_argument("--champion", action="store_true", help="move the alias 'champion' to it regardless")
-    p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})")
+    p.add_argument("--tracking-uri",
+                   help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})")
     return p
 
 

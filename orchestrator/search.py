@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", metavar="FILE", help="query by this audio file instead of a text")
     p.add_argument("-k", type=int, default=10, help="results to show (default 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})")
+    p.add_argument("--tracking-uri",
+                   help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})")
     return p
 
 
@@ -70,7 +71,8 @@ def resolve_model_uri(model: str, client: Any) -> str:
     names = {a.path for a in client.list_artifacts(model, ARTIFACT_PATH)}
     if f"{ARTIFACT_PATH}/test" in names:
         return f"runs:/{model}/{ARTIFACT_PATH}/test"
-    raise SearchError(f"run {model} has no retrieval model: register it first (python -m orchestrator.register {model})")
+    raise SearchError(f"run {model} has no retrieval model: register it first "
+                      f"(python -m orchestrator.register {model})")
 
 
 def load_engine(model: str, tracking_uri: str) -> tuple[Any, str]:

@@ -59,7 +59,8 @@ mode: max
                for c in clips]
     results = engine.search(queries, "audio", k=len(captions))
     item_of = {c["id"]: c["item"] for c in captions}
-    best = np.array([next(n for n, i in enumerate(res.ids, 1) if item_of[i] == c["id"]) for c, res in zip(clips, results)])
+    best = np.array([next(n for n, i in enumerate(res.ids, 1) if item_of[i] == c["id"])
+                     for c, res in zip(clips, results)])
     a2t = retrieval.single_relevant_metrics(best)
     assert a2t["r1"] == pytest.approx(m["test/a2t/r1"], abs=1e-6)
     assert a2t["mrr"] == pytest.approx(m["test/a2t/mrr"], abs=1e-6)
