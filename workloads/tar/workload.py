@@ -276,8 +276,8 @@ class TarWorkload(Workload):
         captions = [(i, t) for i, ts in enumerate(data.texts) for t in ts]
         text = F.normalize(self.caption_vectors(m, [t for _, t in captions]), dim=-1).float().cpu().numpy()
         clip_rows = [{"id": cid, "item": cid, "caption": ts[0] if ts else ""} for cid, ts in zip(data.ids, data.texts)]
-        caption_rows = [{"id": f"{data.ids[i]}#{k}", "item": data.ids[i], "caption": t}
-                        for k, (i, t) in enumerate(captions)]
+        caption_rows = [{"id": f"{data.ids[i]}#{j}", "item": data.ids[i], "caption": t}
+                        for i, ts in enumerate(data.texts) for j, t in enumerate(ts)]  # the order of captions
         return {"audio": IndexSide(audio, clip_rows, "clips"), "text": IndexSide(text, caption_rows, "captions")}
 
     def embed_queries(self, model: nn.Module, cfg: TarConfig, modality: str, queries: list[Any],
