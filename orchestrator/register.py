@@ -200,6 +200,22 @@ def _signature(default_modality: str) -> Any:
                                               ParamSpec("modality", "string", default_modality)]))
 
 
+def save_pyfunc(path: Path, model_dir: Path, default_modality: str) -> Path:
+    """A retrieval model directory as an MLflow pyfunc model at ``path`` (model from code)."""
+    import mlflow.pyfunc
+
+    from orchestrator import retrieval_pyfunc
+
+    with warnings.catch_warnings():
+        # the signature is explicit (with params); an input example would make MLflow load the
+        # model and its encoders here to check it, seconds at every sweep's end
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
+        mlflow.pyfunc.save_model(str(path), python_model=retrieval_pyfunc.__file__,
+                                 artifacts={retrieval_pyfunc.ARTIFACT: str(model_dir)},
+                                 signature=_signature(default_modality), pip_requirements=_pip_requirements())
+    return path
+
+
 # ------------------------------------------------------------------------------------------------
 # registering
 
@@ -212,7 +228,6 @@ def register_run(client: Any, run_id: str, *, name: str | None = None, index_spl
     from the sweep run's ``data/extraction.json``."""
     import torch
 
-    from orchestrator import retrieval_pyfunc
     from orchestrator.registry import load_workload
     from orchestrator.retrieval_model import write_model_dir
     from orchestrator.train import build_loaded
@@ -278,15 +293,7 @@ def register_run(client: Any, run_id: str, *, name: str | None = None, index_spl
         model_dir = write_model_dir(Path(d) / "retrieval", meta=meta, config=config, sides=sides,
                                     state_file=state_file, checkpoint_uri=checkpoint)
         default_modality = "text" if "text" in wl.query_sides else next(iter(wl.query_sides))
-        import mlflow.pyfunc
-
-        with warnings.catch_warnings():
-            # the signature is explicit (with params); an input example would make MLflow load the
-            # model and its encoders here to check it, seconds at every sweep's end
-            warnings.filterwarnings("ignore", message=".*An input example was not provided")
-            mlflow.pyfunc.save_model(str(Path(d) / "pyfunc"), python_model=retrieval_pyfunc.__file__,
-                                     artifacts={retrieval_pyfunc.ARTIFACT: str(model_dir)},
-                                     signature=_signature(default_modality), pip_requirements=_pip_requirements())
+        save_pyfunc(Path(d) / "pyfunc", model_dir, default_modality)
         artifact_path = f"{ARTIFACT_PATH}/{index_split}"
         client.log_artifacts(run_id, str(Path(d) / "pyfunc"), artifact_path)
     version = _version(client, name, run_id, artifact_path, wl.name, meta)
