@@ -11,9 +11,11 @@ where the request's time went (embedding, of which in the encoders, and the inde
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-from orchestrator.retrieval_model import AudioQuery, RetrievalEngine
+from orchestrator.retrieval_model import AudioQuery, QueryError, RetrievalEngine
 
 ARTIFACT = "retrieval"  # the model directory, as an artifact of the pyfunc model
 DEFAULT_K = 10
@@ -44,9 +46,12 @@ class RetrievalModel(PythonModel):
         k = int(params.get("k", DEFAULT_K))
         modality = str(params.get("modality", "text"))
         queries = _inputs(model_input)
-        if modality == "audio":
-            queries = [AudioQuery.from_base64(q, f"audio query {n}") for n, q in enumerate(queries)]
-        results = self.engine.search(queries, modality, k)
+        try:
+            if modality == "audio":
+                queries = [AudioQuery.from_base64(q, f"audio query {n}") for n, q in enumerate(queries)]
+            results = self.engine.search(queries, modality, k)
+        except QueryError as e:  # the server answers 400 with this message, not a 500 with a stack trace
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
         # where the request's time went (the whole batch): embedding (of which in the frozen
         # encoders) and the index search
         seconds = {k: round(v, 6) for k, v in self.engine.last_timings.items()}
