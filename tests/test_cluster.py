@@ -317,9 +317,10 @@ def test_chaos_a_lost_worker_node_costs_at_most_one_validation_round(services: S
     """Chaos: the worker node dies while a trial trains on it (in its own trial process, which
     holds the node's CPU; it has reported validation rounds). Tune retries that trial from its
     newest checkpoint in the bucket once a node returns, so the sweep ends with every trial
-    finished, every validation round of the interrupted trial reported once (at most the epochs
-    after its last round were done twice), and the same results as an undisturbed run of the same
-    sweep (a resumed trial continues with its weights, optimiser and RNG streams)."""
+    finished, every validation round of the interrupted trial reported, at most one of them twice,
+    and the same results as an undisturbed run of the same
+    sweep (a resumed trial continues with its weights, optimiser and RNG streams). The issue's
+    bound: at most one validation round of work lost, read from the rounds the trial reported."""
     spec = tmp_path / "cluster_lost.yaml"
     # four trials, long enough (50 validation rounds) to be caught training
     spec.write_text(QBE.replace("seeds: [0]", "seeds: [0, 1, 2, 3]").replace("epochs: 6,", "epochs: 150,"))
@@ -351,8 +352,11 @@ def test_chaos_a_lost_worker_node_costs_at_most_one_validation_round(services: S
     assert len(retried) >= 1 and all(c.data.tags.get("retry.1.reason") for c in retried)
     every_round = list(range(2, 150, 3))  # eval_every 3
     for c in retried:
-        steps = [m.step for m in client.get_metric_history(c.info.run_id, "val/silhouette_labels")]
-        assert sorted(steps) == every_round, steps
+        steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, "val/silhouette_labels"))
+        assert sorted(set(steps)) == every_round, steps
+        # a round reported just before the node died may not have had its checkpoint registered
+        # by Tune yet: that round is trained and reported again, no more
+        assert len(steps) - len(every_round) <= 1, steps
 
     # an undisturbed run of the same sweep: the same best configuration and the same numbers
     calm_spec = tmp_path / "cluster_calm.yaml"
