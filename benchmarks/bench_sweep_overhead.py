@@ -121,6 +121,9 @@ class _LocalHost(TrialHost):
     def send(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
         pass
 
+    def resume_dir(self) -> str | None:
+        return None  # never a retry
+
 
 def _train_and_test(config: dict[str, Any], epochs: int | None, keep: str | None = None) -> float:
     """One trial's training and test pass; ``keep``: where to copy its best weights (a trial whose

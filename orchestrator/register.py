@@ -222,10 +222,11 @@ def save_pyfunc(path: Path, model_dir: Path, default_modality: str) -> Path:
 
 def register_run(client: Any, run_id: str, *, name: str | None = None, index_split: str = "test",
                  metric: str | None = None, mode: str | None = None, views: dict[str, str] | None = None,
-                 manifest: str | None = None, force_champion: bool = False) -> Registered:
+                 manifest: str | None = None, force_champion: bool = False, workload: Any = None) -> Registered:
     """Log the run's retrieval model and register it (see the module docstring). ``views`` /
     ``manifest``: where the trial's views are (the sweep passes its own); by default they are read
-    from the sweep run's ``data/extraction.json``."""
+    from the sweep run's ``data/extraction.json``. ``workload``: the sweep's (a ``module:ATTR``
+    workload is not found by the name its runs are tagged with)."""
     import torch
 
     from orchestrator.registry import load_workload
@@ -240,7 +241,8 @@ def register_run(client: Any, run_id: str, *, name: str | None = None, index_spl
     tags = run.data.tags
     if tags.get("best_trial_run_id") and not tags.get("trial_id"):  # a sweep's parent run: its best trial
         return register_run(client, tags["best_trial_run_id"], name=name, index_split=index_split, metric=metric,
-                            mode=mode, views=views, manifest=manifest, force_champion=force_champion)
+                            mode=mode, views=views, manifest=manifest, force_champion=force_champion,
+                            workload=workload)
     if "workload" not in tags or "profile" not in tags:
         raise RegisterError(f"run {run_id} is not a trial of a sweep (no workload/profile tags)")
     parent_id = tags.get("mlflow.parentRunId")
@@ -250,7 +252,7 @@ def register_run(client: Any, run_id: str, *, name: str | None = None, index_spl
     name = name or tags.get("sweep") or (parent.data.tags.get("sweep") if parent else None)
     if not name:
         raise RegisterError(f"run {run_id}: no sweep name to register under (pass --name)")
-    wl = load_workload(tags["workload"])
+    wl = workload if workload is not None else load_workload(tags["workload"])
     if not wl.query_sides:
         raise RegisterError(f"the {wl.name} workload cannot be registered as a retrieval model")
     with _quiet_downloads(), tempfile.TemporaryDirectory(prefix="register-") as d:
@@ -382,7 +384,7 @@ def at_sweep_end(sweep: Any, summary: Any) -> None:
         manifest = ctx.manifests.get(spec.corpus_key())
         out = register_run(sweep.tracker.client, rec["run_id"], name=name, metric=sweep.plan.space.metric,
                            mode=sweep.plan.space.mode, views=views if len(views) == len(spec.views) else None,
-                           manifest=manifest)
+                           manifest=manifest, workload=wl)
         print(f"[register] trial {rec.get('number', '?')}: {out.line()}", flush=True)
     except RegisterError as e:
         print(f"[register] {name}: not registered: {e}", flush=True)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_specs import tiny_tar
+
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "orchestrator-test"
 
@@ -252,19 +254,7 @@ def test_qbe_sweep_on_two_nodes_with_s3_and_an_mlflow_server(services: Services,
             assert child.data.metrics[key] == pytest.approx(ref_m[key], abs=1e-5), key
 
 
-TAR = """workload: tar
-fixed:
-  corpus_options: {n_train: 8, n_val: 4, n_test: 4, min_s: 5, max_s: 6}
-  epochs: 1
-  batch_size: 4
-  d: 32
-param_space:
-  lr_audio: {type: grid, values: [4.0e-6]}
-searcher: grid
-scheduler: {type: none}
-metric: val/t2a/map10
-mode: max
-"""
+TAR = tiny_tar()
 
 
 @pytest.mark.slow

@@ -9,25 +9,13 @@ import pytest
 import torch
 
 from orchestrator.sweep import main
+from tests.tiny_specs import tiny_tar
 from tests.test_e2e_sweep import runs
 
 
 def test_finetune_trial_logs_dcase_metrics(ray_local, tmp_path: Path) -> None:
     spec = tmp_path / "tiny_tar.yaml"
-    spec.write_text("""
-workload: tar
-fixed:
-  corpus_options: {n_train: 8, n_val: 4, n_test: 4, min_s: 5, max_s: 6}
-  epochs: 2
-  batch_size: 4
-  d: 32
-param_space:
-  lr_audio: {type: grid, values: [4.0e-6]}
-searcher: grid
-scheduler: {type: none}
-metric: val/t2a/map10
-mode: max
-""")
+    spec.write_text(tiny_tar(n_test=4, epochs=2))
     common = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--cache-dir", str(tmp_path / "cache"),
               "--storage-path", str(tmp_path / "ray_results")]
     assert main([str(spec), *common]) == 0

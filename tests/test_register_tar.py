@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator import retrieval
 from orchestrator.sweep import main
+from tests.tiny_specs import tiny_tar
 from tests.test_e2e_sweep import runs
 
 
@@ -18,20 +19,7 @@ def test_registered_tar_model_reproduces_test_metrics(ray_local, tmp_path: Path)
     import mlflow
 
     spec = tmp_path / "tiny_tar_reg.yaml"
-    spec.write_text("""
-workload: tar
-fixed:
-  corpus_options: {n_train: 8, n_val: 4, n_test: 6, min_s: 5, max_s: 6}
-  epochs: 1
-  batch_size: 4
-  d: 32
-param_space:
-  lr_audio: {type: grid, values: [4.0e-6]}
-searcher: grid
-scheduler: {type: none}
-metric: val/t2a/map10
-mode: max
-""")
+    spec.write_text(tiny_tar(n_test=6))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert main([str(spec), "--tracking-uri", uri, "--cache-dir", str(tmp_path / "cache"),
                  "--storage-path", str(tmp_path / "ray_results")]) == 0

@@ -19,21 +19,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.sweep import main
+from tests.tiny_specs import tiny_tar
 
-SPEC = """
-workload: tar
-fixed:
-  corpus_options: {n_train: 8, n_val: 4, n_test: 6, min_s: 5, max_s: 6}
-  epochs: 1
-  batch_size: 4
-  d: 32
-param_space:
-  lr_audio: {type: grid, values: [4.0e-6]}
-searcher: grid
-scheduler: {type: none}
-metric: val/t2a/map10
-mode: max
-"""
+SPEC = tiny_tar(n_test=6)
 
 
 def _free_port() -> int:
