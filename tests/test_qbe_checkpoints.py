@@ -86,6 +86,7 @@ def _train(monkeypatch: pytest.MonkeyPatch, storage: Path, script: list[float], 
     monkeypatch.setattr(ray.train, "get_context", lambda: _Context())
     monkeypatch.setattr(ray.train, "get_dataset_shard", lambda name: shards[name])
     monkeypatch.setattr(ray.train, "report", report)
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)  # a first attempt, never a retry
     monkeypatch.setattr(ray.train.torch, "get_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(ray.train.torch, "prepare_model", lambda m: m)
     cfg = {"encoder": "whisper_tiny_en", "epochs": epochs, "eval_every": 1, "batch_size": 8, "seed": 0}
@@ -105,7 +106,10 @@ def _evaluate(monkeypatch: pytest.MonkeyPatch, ckpt_dir: Path, cfg: dict[str, An
 
 def test_best_and_last_epoch_are_both_tested(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     reports, cfg = _train(monkeypatch, tmp_path, [0.9, 0.5, 0.4], epochs=3)
-    assert [r[1] is not None for r in reports] == [True, False, True]  # improved at 0; final round
+    # every round checkpoints (what a retry resumes from); each holds the best weights so far
+    assert all(r[1] is not None for r in reports)
+    assert [torch.load(r[1] / train_mod.MODEL_FILE, weights_only=True)["epoch"] for r in reports] == [0, 0, 0]
+    assert [(r[1] / train_mod.RESUME_FILE).exists() for r in reports] == [True, True, False]
     final = reports[-1][1]
     best = torch.load(final / train_mod.MODEL_FILE, weights_only=True)
     last = torch.load(final / train_mod.LAST_FILE, weights_only=True)
@@ -138,7 +142,8 @@ def test_early_stopping_ends_training_and_tests_the_best(monkeypatch: pytest.Mon
     monkeypatch.setattr(sys.modules[__name__], "PATIENCE", [2])
     reports, cfg = _train(monkeypatch, tmp_path, [0.5, 0.7, 0.6, 0.7, 0.9, 0.9, 0.9, 0.9], epochs=8)
     assert [m["epoch"] for m, _ in reports] == [0, 1, 2, 3]
-    assert [r[1] is not None for r in reports] == [True, True, False, True]
+    assert all(r[1] is not None for r in reports)
+    assert [torch.load(r[1] / train_mod.MODEL_FILE, weights_only=True)["epoch"] for r in reports] == [0, 1, 1, 1]
     assert reports[-1][0]["early_stopped_epoch"] == 3
     assert all("early_stopped_epoch" not in m for m, _ in reports[:-1])
     best = torch.load(reports[-1][1] / train_mod.MODEL_FILE, weights_only=True)

@@ -142,6 +142,7 @@ def _lda_fit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: int) -> dic
     monkeypatch.setattr(ray.train, "get_context", lambda: Context())
     monkeypatch.setattr(ray.train, "get_dataset_shard", lambda name: shards[name])
     monkeypatch.setattr(ray.train, "report", report)
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)  # a first attempt, never a retry
     monkeypatch.setattr(ray.train.torch, "get_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(ray.train.torch, "prepare_model", lambda m: m)
     train_mod.train_loop_per_worker({"workload": "speaker_text", "metric": "val/map10", "mode": "max",
