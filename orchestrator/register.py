@@ -4,9 +4,10 @@ The trial's head (``config.json`` + ``model/model.pt``, or the fine-tuned checkp
 ``model_checkpoint`` tag names; an evaluation trial's model is its source run's), the frozen
 encoders its views read (ids and parameters), a FAISS index over a corpus split in the head's
 output space and the items' metadata become an MLflow ``pyfunc`` model (``orchestrator.
-retrieval_pyfunc``; the directory layout is ``orchestrator.retrieval_model``'s), logged under the
-trial's run (``retrieval_model/<split>``) and registered as a version of the model named after the
-sweep. The alias ``champion`` moves to it when there is none yet or when its selection metric
+retrieval_pyfunc``; the directory layout is ``orchestrator.retrieval_model``'s), logged as an
+MLflow logged model whose source is the trial's run (the run's output, shown in the runs table) and
+registered as a version of the model named after the sweep; the same run and split are
+registered once. The alias ``champion`` moves to it when there is none yet or when its selection metric
 (the sweep's, ``best/<metric>`` of the run) beats the current champion's; ``--champion`` moves it
 regardless. The sweep's parent run gets the tag ``registered_model_version`` (``NAME/VERSION``).
 
@@ -49,6 +50,7 @@ class Registered:
     note: str  # what happened to the alias
     seconds: float
     n_items: dict[str, int]
+    modalities: tuple[str, ...] = ()  # what queries the model takes ("text", "audio")
 
     @property
     def uri(self) -> str:
@@ -296,15 +298,16 @@ def register_run(client: Any, run_id: str, *, name: str | None = None, index_spl
                                     state_file=state_file, checkpoint_uri=checkpoint)
         default_modality = "text" if "text" in wl.query_sides else next(iter(wl.query_sides))
         save_pyfunc(Path(d) / "pyfunc", model_dir, default_modality)
-        artifact_path = f"{ARTIFACT_PATH}/{index_split}"
-        client.log_artifacts(run_id, str(Path(d) / "pyfunc"), artifact_path)
-    version = _version(client, name, run_id, artifact_path, wl.name, meta)
+        version = _existing_version(client, name, run_id, index_split)
+        if version is None:
+            model_id, location = _log_model(client, run, Path(d) / "pyfunc", index_split, meta)
+            version = _new_version(client, name, run_id, model_id, location, wl.name, meta)
     champion, note = _promote(client, name, version, metric, mode, value, force_champion)
     if parent_id:
         client.set_tag(parent_id, PARENT_TAG, f"{name}/{version}")
     client.set_tag(run_id, "retrieval_model", f"models:/{name}/{version}")
     return Registered(name, version, run_id, champion, metric, value, note, time.perf_counter() - t0,
-                      {s.description: int(s.vectors.shape[0]) for s in sides.values()})
+                      {s.description: int(s.vectors.shape[0]) for s in sides.values()}, tuple(wl.query_sides))
 
 
 def _metric_value(run: Any, metric: str) -> float | None:
@@ -316,9 +319,40 @@ def _metric_value(run: Any, metric: str) -> float | None:
     return None
 
 
-def _version(client: Any, name: str, run_id: str, artifact_path: str, workload: str, meta: dict[str, Any]) -> str:
-    """The version for this run's model at ``artifact_path``: the existing one (registering the
-    same run and split again replaces its files in place) or a new one."""
+def _log_model(client: Any, run: Any, pyfunc_dir: Path, index_split: str, meta: dict[str, Any]) -> tuple[str, str]:
+    """The pyfunc as an MLflow 3 logged model whose source is the trial's run, recorded as that
+    run's output (the runs table's Models column and the run page show it): (model id, where its
+    files are)."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+    tags = {k: str(meta[k]) for k in ("workload", "sweep", "index_split", "selection_metric") if meta.get(k)}
+    lm = client.create_logged_model(run.info.experiment_id, name=f"{ARTIFACT_PATH}-{index_split}",
+                                    source_run_id=run.info.run_id, tags=tags, model_type="retrieval")
+    client.log_model_artifacts(lm.model_id, str(pyfunc_dir))
+    client.finalize_logged_model(lm.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run.info.run_id, [LoggedModelOutput(lm.model_id, step=0)])
+    return lm.model_id, lm.artifact_location
+
+
+def _existing_version(client: Any, name: str, run_id: str, index_split: str) -> str | None:
+    """The version already registered from this run and split (registering it again would only
+    repeat it: the head, the data and the encoders are the same), if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return None
+    for v in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        if v.tags.get("index_split") == index_split:
+            return str(v.version)
+    return None
+
+
+def _new_version(client: Any, name: str, run_id: str, model_id: str, location: str, workload: str,
+                 meta: dict[str, Any]) -> str:
+    """A version of ``name`` for the logged model. Its source is the model's artifact location, not
+    ``models:/<id>``: MLflow resolves that through the process-wide tracking URI, not the client's."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -326,15 +360,11 @@ def _version(client: Any, name: str, run_id: str, artifact_path: str, workload: 
     except MlflowException:
         client.create_registered_model(name, tags={"workload": workload},
                                        description=f"Retrieval models of the sweep {name} (orchestrator.register)")
-    source = f"runs:/{run_id}/{artifact_path}"
-    for v in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
-        if v.source == source:
-            return str(v.version)
     tags = {k: str(meta[k]) for k in ("workload", "profile", "selection_metric", "selection_mode", "index_split",
                                       "trial_id") if meta.get(k) is not None}
     if meta.get("selection_value") is not None:
         tags["selection_value"] = repr(float(meta["selection_value"]))
-    v = client.create_model_version(name, source, run_id=run_id, tags=tags,
+    v = client.create_model_version(name, location, run_id=run_id, tags=tags, model_id=model_id,
                                     description=f"trial {meta.get('trial_id')} of {meta['sweep']}, index over the "
                                                 f"{meta['index_split']} split")
     return str(v.version)
@@ -432,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(out.line())
-    print(f"search it: python -m orchestrator.search models:/{out.name}/{out.version} \"...\""
+    query = '"..."' if "text" in out.modalities else "--audio FILE.wav"
+    print(f"search it: python -m orchestrator.search models:/{out.name}/{out.version} {query}"
           + (f" --tracking-uri {uri}" if uri != DEFAULT_TRACKING_URI else ""))
     return 0
 

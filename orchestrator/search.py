@@ -51,7 +51,7 @@ def resolve_model_uri(model: str, client: Any) -> str:
     """A registry URI or directory as given; a run id -> the version registered from it."""
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.register import ARTIFACT_PATH, PARENT_TAG
+    from orchestrator.register import PARENT_TAG
 
     if "://" in model or model.startswith("models:/") or model.startswith("runs:/"):
         return model
@@ -68,9 +68,9 @@ def resolve_model_uri(model: str, client: Any) -> str:
     if tags.get(PARENT_TAG):
         name, version = tags[PARENT_TAG].rsplit("/", 1)
         return f"models:/{name}/{version}"
-    names = {a.path for a in client.list_artifacts(model, ARTIFACT_PATH)}
-    if f"{ARTIFACT_PATH}/test" in names:
-        return f"runs:/{model}/{ARTIFACT_PATH}/test"
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if outputs:  # logged by orchestrator.register (its tag above names the registered version)
+        return f"models:/{outputs[-1].model_id}"
     raise SearchError(f"run {model} has no retrieval model: register it first "
                       f"(python -m orchestrator.register {model})")
 

@@ -145,6 +145,10 @@ def make_tuner(trainable: Any, param_space: dict[str, Any], *, name: str, storag
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # a trial's failure is one console line and an MLflow tag (MlflowTrialCallback), not Tune's traceback
     os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
+    # a fine-tuning trial checkpoints every validation round, so with num_to_keep Tune snapshots the
+    # experiment state every other round: a JSON file, cheap, but Tune warns when short rounds do
+    # it often (the tiny test sweeps)
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return tune.Tuner(
         trainable,
         param_space=param_space,
