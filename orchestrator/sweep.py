@@ -481,20 +481,10 @@ def _finish_lost_tests(sweep: Sweep) -> None:
     tester = StoppedTrialTest(sweep)
     pending = {tid: tester.submit(tid, rec["config"], rec["test_checkpoint"]) for tid, rec in lost.items()}
     for tid, (ref, finish) in pending.items():
-        rec, run_id = lost[tid], lost[tid]["run_id"]
+        rec = lost[tid]
         ray.wait([ref])
-        try:
-            metrics, art = finish()
-        except Exception as e:
-            rec["error"] = f"testing the stopped trial's checkpoint failed: {type(e).__name__}: {e}"
-            tracker.log_tags(run_id, {"failure_reason": rec["error"][:5000]})
-            tracker.finish(run_id, "FAILED")
-        else:
-            tracker.log_final(run_id, metrics, art)
-            rec["metrics"] = {**rec.get("metrics", {}), **{k: float(v) for k, v in metrics.items()
-                                                          if isinstance(v, int | float) and not isinstance(v, bool)}}
-            rec["artifacts"] = art
-            tracker.finish(run_id, "FINISHED")
+        fields = tracker.log_stopped_test(rec["run_id"], finish)
+        rec.update({**fields, "metrics": {**rec.get("metrics", {}), **fields.get("metrics", {})}})
         tracker.save()
 
 

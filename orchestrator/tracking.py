@@ -328,6 +328,21 @@ class SweepTracker:
             tags["model_checkpoint"] = (ckpt_dir / "model_checkpoint.txt").read_text()
         return tags
 
+    def log_stopped_test(self, run_id: str, finish: Any) -> dict[str, Any]:
+        """Log a stopped trial's finished test pass (``finish() -> (metrics, artifacts location)``)
+        and end its run: FINISHED, or FAILED when the pass failed (the trial itself ran). Returns
+        what the trial's record gains (``metrics`` and ``artifacts``, or ``error``)."""
+        try:
+            metrics, art = finish()
+        except Exception as e:
+            reason = f"testing the stopped trial's checkpoint failed: {type(e).__name__}: {e}"
+            self.log_tags(run_id, {"failure_reason": reason[:5000]})
+            self.finish(run_id, "FAILED")
+            return {"error": reason}
+        self.log_final(run_id, metrics, art)
+        self.finish(run_id, "FINISHED")
+        return {"metrics": _plain(metrics), "artifacts": art}
+
     def reopen(self, run_id: str) -> None:
         """A failed trial's run, running again (its failure reason moves to ``retry.failed_reason``)."""
         run = self.client.get_run(run_id)
@@ -480,18 +495,10 @@ class MlflowTrialCallback(tune.Callback):
             if not wait and not ray.wait([ref], timeout=0)[0]:
                 continue
             del self.stopped[trial_id]
-            try:
-                metrics, art = finish()
-            except Exception as e:  # the trial itself ran; only its test pass failed
-                reason = f"testing the stopped trial's checkpoint failed: {type(e).__name__}: {e}"
-                self.tracker.log_tags(run_id, {"failure_reason": reason[:5000]})
-                self._record(trial, error=reason)
-                self.tracker.finish(run_id, "FAILED")
-                continue
-            self.tracker.log_final(run_id, metrics, art)
-            self.finalised.add(trial_id)
-            self._record(trial, metrics=_plain(metrics), artifacts=art)
-            self.tracker.finish(run_id, "FINISHED")
+            fields = self.tracker.log_stopped_test(run_id, finish)
+            if "error" not in fields:
+                self.finalised.add(trial_id)
+            self._record(trial, **fields)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self.stopped:
