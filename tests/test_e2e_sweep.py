@@ -131,6 +131,29 @@ max_concurrent_trials: 1
     assert "tables/qbe_retrieval.json" in {a.path for a in client.list_artifacts(stopped[0].info.run_id, "tables")}
     assert "stopped-early" in done.stdout
 
+    # the driver dies while that test pass is in flight: its record names the checkpoint it was
+    # given and no test result, and the sweep is not finished. --resume runs the pass again
+    records = sorted((work / "ray_results" / "tiny_stopped" / "records").glob("*/tracking.json"))[-1]
+    state = json.loads(records.read_text())
+    rec = next(r for r in state["trials"].values() if r.get("status") == "stopped-early")
+    assert rec["test_checkpoint"]
+    rec["metrics"] = {k: v for k, v in rec["metrics"].items() if not k.startswith("test")}
+    rec.pop("artifacts")
+    state["status"] = "RUNNING"
+    records.write_text(json.dumps(state))
+    client.update_run(stopped[0].info.run_id, status="RUNNING")
+    again = subprocess.run([sys.executable, "-m", "orchestrator.sweep", spec, "--resume", "--address", address,
+                            *common(work)], capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "finishing the test pass of 1 stopped trial(s)" in again.stdout
+    rec = next(r for r in json.loads(records.read_text())["trials"].values() if r.get("status") == "stopped-early")
+    assert rec["metrics"]["test/transformed/map"] == m["test/transformed/map"]  # the same checkpoint, tested again
+    assert rec["artifacts"].endswith(f"stopped-trial-{stopped[0].data.tags['trial_id']}")
+    run = client.get_run(stopped[0].info.run_id)
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "test/transformed/map")) == 2  # logged once more
+    assert [p.info.status for p in runs(work, "tiny_stopped")[1]] == ["FINISHED"]
+
 
 @pytest.mark.slow
 def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ray_local, work: Path) -> None:
