@@ -18,7 +18,9 @@ For each sweep this script
    the fixed cost per trial, ``(orchestrated - in-process) x trials at once / trials``; and the same
    within the trials phase (from the first trial's start line to the last trial's end line against
    the replay's trainings, or evaluations), which leaves out what a sweep pays once (starting
-   trial processes, an evaluation sweep's model training, the summary and Ray's shutdown).
+   trial processes, an evaluation sweep's model training, the summary and Ray's shutdown); then
+   where the orchestrated wall went: an evaluation sweep's model training, the time to its first
+   trial, the trials, and the end (stopped trials' test passes, summary, figures, registration).
 
 ``--orchestrator-root DIR`` runs step 1 from another checkout (e.g. ``git worktree add /tmp/before
 HEAD~5``) while the replay uses this one, for a before/after table from the same replay.
@@ -59,7 +61,7 @@ def orchestrated(name: str, args: list[str], work: Path, cache: str, root: Path)
            "--storage-path", str(work / "rr"), "--tracking-uri", f"sqlite:///{work}/mlflow.db"]
     env = {**os.environ, "PYTHONPATH": str(root)}
     t0 = time.perf_counter()
-    start = first_trial = last_trial = None
+    start = first_trial = last_trial = tuner = None
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:  # type: ignore[union-attr]
@@ -67,6 +69,8 @@ def orchestrated(name: str, args: list[str], work: Path, cache: str, root: Path)
         now = time.perf_counter()
         if start is None and line.startswith("[sweep]"):
             start = now
+        if line.startswith("[sweep]") and " trial(s), " in line:  # the trials' Tuner (after a model's training)
+            tuner = now
         if line.startswith("[trial "):  # the trials proper (not an evaluation sweep's model training)
             first_trial = first_trial or now
             last_trial = now
@@ -75,7 +79,13 @@ def orchestrated(name: str, args: list[str], work: Path, cache: str, root: Path)
     if rc != 0 or start is None:
         raise RuntimeError(f"{name} failed (rc {rc}):\n" + "".join(lines[-40:]))
     records = sorted((work / "rr" / name / "records").glob("*/tracking.json"))[-1]
+    # where the orchestrated wall goes: an evaluation sweep's model training (Tuner, trial process,
+    # training), the trials' Tuner and trial-process start, the trials, and the end (the stopped
+    # trials' test passes, summary, figures, registration, Ray's shutdown)
+    phases = {"model_s": (tuner or start) - start, "to_first_trial_s": (first_trial or end) - (tuner or start),
+              "trials_s": (last_trial or end) - (first_trial or end), "end_s": end - (last_trial or end)}
     return {"wall": end - start, "total": end - t0, "trials_phase": (last_trial or end) - (first_trial or start),
+            "phases": phases,
             "state": json.loads(records.read_text()),
             "tracking": f"sqlite:///{work}/mlflow.db"}
 
@@ -292,7 +302,8 @@ def bench(name: str, args: list[str], cache: str, root: Path) -> dict[str, Any]:
             "fixed_per_trial_s": (orch["wall"] - inproc) * concurrency / max(n, 1),
             # the same, between the first trial's start and the last one's end: what each trial
             # adds once trial processes are up (an evaluation sweep's model training left out)
-            "per_trial_in_phase_s": (orch["trials_phase"] - inproc_phase) * concurrency / max(n, 1)}
+            "per_trial_in_phase_s": (orch["trials_phase"] - inproc_phase) * concurrency / max(n, 1),
+            "in_process_trials_s": inproc_phase, **orch["phases"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -309,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
               f"  in-process {r['in_process_s']:7.1f}s  ratio {r['ratio']:5.2f}x  fixed cost/trial "
               f"{r['fixed_per_trial_s']:5.2f}s  of which in the trials phase {r['per_trial_in_phase_s']:5.2f}s",
               flush=True)
+        print(f"{'':12s} orchestrated wall: model training {r['model_s']:5.1f}s, to the first trial "
+              f"{r['to_first_trial_s']:4.1f}s, trials {r['trials_s']:5.1f}s (in-process {r['in_process_trials_s']:5.1f}s), "
+              f"end {r['end_s']:4.1f}s", flush=True)
     print(json.dumps(rows, indent=1))
 
 

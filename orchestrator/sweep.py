@@ -427,12 +427,14 @@ def _evaluation_trials(sweep: Sweep, source: Any, resume: bool, retry_failed: bo
 
 class StoppedTrialTest:
     """A trial the scheduler stopped: its newest checkpoint (the best weights so far) is tested
-    by a Ray task. Submitted, not waited for: Tune calls this before it releases the trial's
-    resources, so a blocking test pass could wait forever for a CPU the stopped trial still holds.
+    by a Ray task, or in the sweep's one test-pass process (frozen heads on CPUs). Submitted, not
+    waited for: Tune calls this before it releases the trial's resources, so a blocking test pass
+    could wait forever for a CPU the stopped trial still holds.
     Returns the task's ObjectRef and what turns its result into (metrics, artifacts location)."""
 
     def __init__(self, sweep: Sweep) -> None:
-        self.ctx, self.records_path = sweep.ctx, sweep.plan.records_path
+        self.ctx, self.records_path, self.regime = sweep.ctx, sweep.plan.records_path, sweep.wl.regime
+        self.tester: Any = None  # started at the first stopped trial (orchestrator.trials.FrozenTestPasses)
 
     def __call__(self, trial: Any, ckpt_path: str) -> tuple[Any, Any]:
         return self.submit(trial.trial_id, dict(trial.config), ckpt_path)
@@ -444,14 +446,16 @@ class StoppedTrialTest:
         from ray import tune
 
         from orchestrator.train import kept_checkpoint, write_checkpoint_artifacts
-        from orchestrator.trials import submit_test
+        from orchestrator.trials import submit_test, test_passes_actor
 
         if storage.is_uri(ckpt_path):
             fs, path = storage.filesystem(ckpt_path)
         else:  # Train's checkpoints are named in the file system of its storage
             fs, path = storage.filesystem(self.ctx.storage_path)[0], ckpt_path
         ckpt = tune.Checkpoint(path, filesystem=fs)
-        ref = submit_test(self.ctx, config, ckpt)
+        if self.tester is None:
+            self.tester = test_passes_actor(self.ctx, self.regime) or False
+        ref = submit_test(self.ctx, config, ckpt, self.tester or None)
 
         def finish() -> tuple[dict[str, float], str]:
             ev = ray.get(ref)

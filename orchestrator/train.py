@@ -371,14 +371,16 @@ def evaluate_states(wl: Workload, cfg: Any, test: Any, state: dict[str, Any], la
     return Evaluation.of(metrics, tables, figures, cfg, float(state[metric]), int(state["epoch"]))
 
 
-def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:
-    """Evaluate a checkpoint in storage on the test split (a stopped trial's test pass, run as a
-    Ray task, and the test pass of a trial trained on Train workers)."""
+def evaluate_on_test(workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any,
+                     tables: Any = None) -> Evaluation:
+    """Evaluate a checkpoint in storage on the test split (a stopped trial's test pass, and the
+    test pass of a trial trained on Train workers); ``tables``: how the test split is read
+    (:func:`trial_tables`, or a process's cache of it)."""
     wl = load_workload(workload)
     cfg = wl.config_cls.model_validate(config)
     with kept_checkpoint(ckpt).as_directory() as d:
         state, last_state = load_states(d)
-    table, report = trial_tables(wl, cfg, ctx, ("test",))
+    table, report = (tables or trial_tables)(wl, cfg, ctx, ("test",))
     return evaluate_states(wl, cfg, wl.to_data(table), state, last_state, ctx.metric, len(report.dropped))
 
 

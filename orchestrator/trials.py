@@ -17,7 +17,8 @@ the sweep starts, so a 16-CPU box or an 8-GPU cluster is used whole.
 them) with a checkpoint when validation improved; after training the trial tests the best and the
 last weights in the same process, on data it already holds, and reports the final result with a
 checkpoint of tables, figures and (small) model, which the driver's MLflow callback logs. A trial
-the scheduler stopped is tested from its newest checkpoint by a Ray task (:func:`submit_test`).
+the scheduler stopped is tested from its newest checkpoint by a Ray task (:func:`submit_test`), or,
+for frozen-encoder heads on CPUs, in one long-lived process as trials stop (:class:`FrozenTestPasses`).
 
 **An evaluation trial** (a sweep over inference fields only) evaluates the model trained once
 per seed; the trained weights, the data and the built model stay in the trial process across
@@ -326,15 +327,43 @@ def _root_cause(e: BaseException) -> str:
     return lines[-1].strip() if lines else type(e).__name__
 
 
-def submit_test(ctx: TrialContext, config: dict[str, Any], ckpt: Any) -> Any:
-    """The test pass of a checkpoint in storage as a Ray task (its ObjectRef), with one Train
-    worker's CPUs and GPU, outside any trial's placement group: a trial the scheduler stopped
-    (its process may already train the next trial), or a multi-worker trial's."""
+def submit_test(ctx: TrialContext, config: dict[str, Any], ckpt: Any, tester: Any = None) -> Any:
+    """The test pass of a checkpoint in storage (its ObjectRef): on ``tester`` (a
+    :class:`FrozenTestPasses` actor) when given, else as a Ray task with one Train worker's CPUs and
+    GPU, outside any trial's placement group: a trial the scheduler stopped (its process may
+    already train the next trial), or a multi-worker trial's."""
     import ray
 
+    if tester is not None:
+        return tester.run.remote(ctx.workload, config, ctx, ckpt)
     task = ray.remote(evaluate_on_test).options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker,
                                                 scheduling_strategy="DEFAULT")
     return task.remote(ctx.workload, config, ctx, ckpt)
+
+
+class FrozenTestPasses:
+    """One process for a sweep's stopped frozen-head trials' test passes, holding no CPU.
+
+    As Ray tasks, those passes asked for a trial's CPU, which the running trials hold until the
+    sweep's last ones end, so they waited and ran at its end, each in a new worker process (10 s
+    of qbe_margin's 41 s on 2 cores). A frozen head's test pass is a fraction of a second on
+    embeddings already extracted, so one long-lived process runs them as trials stop, briefly
+    sharing a CPU, with torch, the workload and the test split loaded once. A sweep whose trials
+    need a GPU or fine-tune an encoder keeps the tasks: there a test pass needs what a trial
+    holds. Restarted (and the pass run again) if its process dies."""
+
+    def run(self, workload: str, config: dict[str, Any], ctx: TrialContext, ckpt: Any) -> Evaluation:
+        return evaluate_on_test(workload, config, ctx, ckpt, tables=cached_tables)
+
+
+def test_passes_actor(ctx: TrialContext, regime: str) -> Any:
+    """A :class:`FrozenTestPasses` actor for the sweep's stopped trials, or None where they must run
+    as tasks (GPU trials, fine-tuning)."""
+    import ray
+
+    if regime != "frozen" or ctx.gpus_per_worker > 0:
+        return None
+    return ray.remote(FrozenTestPasses).options(num_cpus=0, max_restarts=2, max_task_retries=2).remote()
 
 
 def report_final(metrics: dict[str, Any], artifacts: Path) -> None:

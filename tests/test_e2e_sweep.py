@@ -154,6 +154,34 @@ max_concurrent_trials: 1
     assert len(client.get_metric_history(run.info.run_id, "test/transformed/map")) == 2  # logged once more
     assert [p.info.status for p in runs(work, "tiny_stopped")[1]] == ["FINISHED"]
 
+    # a frozen head's stopped-trial test pass does not wait for a CPU: trials that hold every CPU
+    # until the sweep's end kept it waiting there (a task asking for a trial's CPU)
+    from ray import tune
+
+    from orchestrator.plan import Invocation, new_experiment, resolve
+    from orchestrator.registry import load_workload
+    from orchestrator.sweep import prepare_data
+    from orchestrator.train import TrialContext
+    from orchestrator.trials import submit_test, test_passes_actor
+
+    plan = resolve(new_experiment(Invocation(sweep=spec, cache_dir=str(work / "cache"))))
+    data = prepare_data(plan, load_workload("qbe"), plan.base)  # cache hits
+    ctx = TrialContext(workload="qbe", profile="local", metric=plan.space.metric, mode=plan.space.mode,
+                       data=data.view_dirs, manifests=data.manifests, storage_path=str(work / "ray_results"))
+    hold = ray_local.remote(num_cpus=ray_local.cluster_resources()["CPU"])(_Holder).remote()
+    ray_local.get(hold.ready.remote())  # the running trials
+    tester = test_passes_actor(ctx, "frozen")
+    assert test_passes_actor(ctx, "finetune") is None
+    ev = ray_local.get(submit_test(ctx, rec["config"], tune.Checkpoint(rec["test_checkpoint"]), tester), timeout=60)
+    assert ev.metrics["test/transformed/map"] == m["test/transformed/map"]
+    ray_local.kill(hold)
+    ray_local.kill(tester)
+
+
+class _Holder:
+    def ready(self) -> bool:
+        return True
+
 
 @pytest.mark.slow
 def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ray_local, work: Path) -> None:
