@@ -224,10 +224,11 @@ class SearchResult:
     ids: list[str]
     scores: list[float]
     items: list[dict[str, Any]] = field(default_factory=list)
+    ranking: str = ""  # how the query was ranked (RetrievalEngine.ranking)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "modality": self.modality, "searched": self.side, "ids": self.ids,
-                "scores": self.scores, "items": self.items}
+        return {"query": self.query, "modality": self.modality, "searched": self.side, "ranking": self.ranking,
+                "ids": self.ids, "scores": self.scores, "items": self.items}
 
 
 class RetrievalEngine:
@@ -261,7 +262,20 @@ class RetrievalEngine:
             frame = pd.read_parquet(self.root / INDEX_DIR / f"{side}.parquet")
             self.rows[side] = [{k: _plain(v) for k, v in r.items() if not _missing(v)}
                                for r in frame.to_dict(orient="records")]
+        # ranked as the workload's evaluation ranked for the metric the model was selected by
+        self.fusion = self.wl.query_fusion(self.cfg, self.meta.get("selection_metric") or "")
+        self.raw: dict[str, np.ndarray] = {}
+        if self.fusion is not None:
+            self.raw = {side: index.reconstruct_n(0, index.ntotal) for side, index in self.indexes.items()}
+            for side, vectors in self.fusion.index(dict(self.raw)).items():
+                if vectors is not self.raw[side]:
+                    self.indexes[side] = faiss.IndexFlatIP(vectors.shape[1])
+                    self.indexes[side].add(np.ascontiguousarray(vectors, dtype=np.float32))
         self.last_timings: dict[str, float] = {}
+
+    def ranking(self, modality: str) -> str:
+        """How queries of ``modality`` are ranked, for the reader of the results."""
+        return self.fusion.describe(modality) if self.fusion is not None else "as embedded"
 
     def _head_file(self) -> Path:
         head = self.meta["head"]
@@ -310,8 +324,7 @@ class RetrievalEngine:
         t0 = time.perf_counter()
         vectors = self.embed(queries, modality)
         t1 = time.perf_counter()
-        index = self.indexes[side]
-        scores, idx = index.search(vectors, min(k, index.ntotal))
+        scores, idx = self.rank(vectors, modality, k)
         t2 = time.perf_counter()
         self.last_timings = {"embed_s": t1 - t0, "search_s": t2 - t1, "total_s": t2 - t0,
                              "encoder_s": sum(self.encoders.seconds.values())}
@@ -320,8 +333,18 @@ class RetrievalEngine:
             keep = irow >= 0
             rows = [self.rows[side][i] for i in irow[keep]]
             out.append(SearchResult(query=_label(q), modality=modality, side=side, ids=[str(r["id"]) for r in rows],
-                                    scores=[float(s) for s in srow[keep]], items=rows))
+                                    scores=[float(s) for s in srow[keep]], items=rows, ranking=self.ranking(modality)))
         return out
+
+
+    def rank(self, vectors: np.ndarray, modality: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row indexes) of the top ``k`` of the side ``modality`` searches, for embedded
+        queries."""
+        side = self.side_for(modality)
+        if self.fusion is not None:
+            vectors = np.ascontiguousarray(self.fusion.queries(modality, vectors, self.raw[side]), dtype=np.float32)
+        index = self.indexes[side]
+        return index.search(vectors, min(k, index.ntotal))
 
 
 def _label(q: Any) -> str:

@@ -5,7 +5,8 @@ Input: a list of query strings (``{"inputs": ["a dog barks"]}`` over HTTP). Para
 signature declares them, so ``mlflow models serve`` accepts them): ``k`` (results per query,
 default 10) and ``modality`` (``text``, default, or ``audio``: each input is then a base64-encoded
 audio file, e.g. a WAV). Output: one object per query with ``ids``, ``scores`` and ``items`` (the
-indexed items' metadata: id, audio path, caption / word / speaker / sentence), and ``seconds``:
+indexed items' metadata: id, audio path, caption / word / speaker / sentence), ``ranking`` (how the
+query was ranked: as embedded, or fused as the model's selection metric ranks), and ``seconds``:
 where the request's time went (embedding, of which in the encoders, and the index search).
 """
 

@@ -130,7 +130,10 @@ def format_result(result: Any, engine: Any, uri: str) -> str:
     side = meta["sides"][result.side]
     lines = [f"{uri}: {meta['workload']} model of sweep {meta['sweep']} (run {meta['run_id']}), "
              f"{side['n']} {side['description']} of the {meta['index_split']} split",
-             f"{result.modality} query {result.query!r} -> top {len(result.ids)} {side['description']}", ""]
+             f"{result.modality} query {result.query!r} -> top {len(result.ids)} {side['description']}"]
+    if engine.fusion is not None:  # say whether the query was fused, as the model's selection metric ranks
+        lines.append(f"ranked {result.ranking}" if result.ranking.startswith("as ") else f"ranked by {result.ranking}")
+    lines.append("")
     shown = [c for c in SHOWN if any(c in it for it in result.items)]
     with_audio = any(it.get("audio_path") for it in result.items)  # descriptions have none
     rows = [["rank", "score", "id", *shown, "audio" if with_audio else ""]]

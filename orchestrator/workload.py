@@ -162,6 +162,15 @@ class Workload(ABC):
         :meth:`evaluate` embeds the split's items."""
         raise NotImplementedError(f"the {self.name} workload cannot be queried as a retrieval model")
 
+    def query_fusion(self, cfg: Any, selection_metric: str) -> Any | None:
+        """How a retrieval model of this workload combines a query with the index before ranking,
+        as :meth:`evaluate` does for the metric the model was selected by (e.g. speaker-text's
+        cross-modal fusion for a ``..._fused`` metric); None: queries are ranked as embedded.
+        The object has ``queries(modality, vectors, searched) -> vectors`` (``searched``: the raw
+        vectors of the side searched), ``index(sides) -> sides`` (the raw vectors of every side ->
+        those ranked against) and ``describe(modality) -> str``."""
+        return None
+
     def headline_metrics(self) -> list[str]:
         """The few test metrics printed in the sweep's closing table (all are logged)."""
         return []

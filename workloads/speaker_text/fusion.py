@@ -21,6 +21,8 @@ overlap Fig. 3 (c), (d) shows; literally fused items lie in the other modality's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from orchestrator import retrieval
@@ -41,3 +43,47 @@ def fuse(items: np.ndarray, others: np.ndarray, n: int, keep_query: bool = False
     neighbours = np.einsum("qk,qkd->qd", w, o[idx].astype(np.float64))
     neighbours = retrieval.l2_normalize(neighbours.astype(np.float32))
     return retrieval.l2_normalize(q + neighbours) if keep_query else neighbours
+
+
+@dataclass(frozen=True)
+class SearchFusion:
+    """Fusion in a retrieval model (``Workload.query_fusion``), as the evaluation's ``..._fused``
+    direction the model was selected by applies it: a query of that direction (text for
+    ``t2s_fused``, audio for ``s2t_fused``) is fused with its top ``n`` of the side it searches,
+    and, with ``database``, that side's vectors with their top ``n`` of the other side (both
+    against the raw vectors). The other direction is ranked as embedded: its N was not selected.
+    Sides are the registered index's: ``audio`` (utterances), ``text`` (descriptions)."""
+
+    n: int
+    modality: str  # the query modality that is fused
+    keep_query: bool = False
+    database: bool = False
+    metric: str = ""
+
+    @classmethod
+    def for_metric(cls, metric: str, n: int, keep_query: bool, database: bool) -> "SearchFusion | None":
+        for direction, modality in (("t2s_fused", "text"), ("s2t_fused", "audio")):
+            if f"{direction}/" in metric:
+                return cls(n, modality, keep_query, database, metric)
+        return None
+
+    @property
+    def searched(self) -> str:
+        return "audio" if self.modality == "text" else "text"
+
+    def queries(self, modality: str, vectors: np.ndarray, searched: np.ndarray) -> np.ndarray:
+        return fuse(vectors, searched, self.n, self.keep_query) if modality == self.modality else vectors
+
+    def index(self, sides: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.database:
+            return sides
+        other = self.modality  # the searched side fused with its top n of the queries' own side
+        return {**sides, self.searched: fuse(sides[self.searched], sides[other], self.n, self.keep_query)}
+
+    def describe(self, modality: str) -> str:
+        if modality != self.modality:
+            return f"as embedded (the fusion N was selected for {self.modality} queries, by {self.metric})"
+        how = "averaged with" if self.keep_query else "replaced by"
+        db = f"; every indexed vector likewise with its {self.n} nearest of the other side" if self.database else ""
+        return (f"cross-modal fusion, N = {self.n}: the query {how} the similarity-weighted mean of its {self.n} "
+                f"nearest vectors of the side it searches{db} (as {self.metric} ranks)")

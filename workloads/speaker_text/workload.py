@@ -27,7 +27,7 @@ from workloads.speaker_text import data as D
 from workloads.speaker_text.config import SYSTEMS, SpeakerTextConfig
 from workloads.speaker_text.clap_heads import ClapHeads, pair_bce
 from workloads.speaker_text.figures import fusion_curve, tsne_figure
-from workloads.speaker_text.fusion import fuse
+from workloads.speaker_text.fusion import SearchFusion, fuse
 from workloads.speaker_text.lda import UnlinkedLDA
 from workloads.speaker_text.losses import aam_softmax, am_softmax, cts, supcon_cts
 from workloads.speaker_text.metrics import (
@@ -189,8 +189,12 @@ class SpeakerTextWorkload(Workload):
         return metrics, tables, drawn
 
     # -- a retrieval model (orchestrator.retrieval_model): description -> utterances, utterance ->
-    # descriptions (the utterance layout, utt/...; the unfused search space: fusion is not applied)
+    # descriptions (the utterance layout, utt/...); fused as evaluated when the model was selected
+    # by a fused metric (fusion_n), else ranked in the unfused search space
     query_sides = {"text": "audio", "audio": "text"}
+
+    def query_fusion(self, cfg: SpeakerTextConfig, selection_metric: str) -> SearchFusion | None:
+        return SearchFusion.for_metric(selection_metric, cfg.fusion_n, cfg.fusion_keep_query, cfg.fuse_database)
 
     def index_sides(self, model: torch.nn.Module, data: D.SpeakerTextData, cfg: SpeakerTextConfig
                     ) -> dict[str, Any]:
