@@ -363,7 +363,10 @@ def test_passes_actor(ctx: TrialContext, regime: str) -> Any:
 
     if regime != "frozen" or ctx.gpus_per_worker > 0:
         return None
-    return ray.remote(FrozenTestPasses).options(num_cpus=0, max_restarts=2, max_task_retries=2).remote()
+    # a little memory, as a multi-worker trial's Tune function asks (TRIAL_FN_RESOURCES): a cluster's
+    # head offers none, so the process runs where trials do, not beside the driver
+    return ray.remote(FrozenTestPasses).options(num_cpus=0, memory=TRIAL_FN_RESOURCES["memory"], max_restarts=2,
+                                                max_task_retries=2).remote()
 
 
 def report_final(metrics: dict[str, Any], artifacts: Path) -> None:
