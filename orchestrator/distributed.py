@@ -31,6 +31,8 @@ and slices padded to the largest for the collective, then trimmed; trailing dime
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -124,3 +126,13 @@ def broadcast_decision(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([int(flag)], dtype=torch.long, device=device)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every worker's ``obj`` (small, picklable), in rank order, on every worker; None without a
+    process group (one worker)."""
+    if _world() == 1:
+        return None
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import torch
 
 from orchestrator import storage
-from orchestrator.distributed import broadcast_decision
+from orchestrator.distributed import broadcast_decision, gather_objects
 from orchestrator.views import JoinReport, read_joined
 from orchestrator.workload import Workload, load_workload
 
@@ -174,11 +174,16 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
     resume_from = host.resume_dir()
     resumed = torch.load(os.path.join(resume_from, RESUME_FILE), map_location="cpu", weights_only=True) \
         if resume_from and os.path.exists(os.path.join(resume_from, RESUME_FILE)) else None
+    # this worker's RNG streams (torch, numpy, the workload's own) as the earlier attempt left them
+    # after the round: rank 0's at the top level, every rank's under "ranks" (several Train workers)
+    streams = None
     if resumed is not None:
         weights = resumed["model"] if resumed["model"] is not None else torch.load(
             os.path.join(resume_from, MODEL_FILE), map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(weights)
-    wl.load_training_state(resumed.get("workload") if resumed is not None else None)
+        ranks = resumed.get("ranks") or []
+        streams = resumed if rank == 0 else (ranks[rank] if rank < len(ranks) else None)
+    wl.load_training_state(streams.get("workload") if streams is not None else None)
     model = host.prepare(model)
 
     if loop_cfg.get("max_epochs") and loop_cfg["max_epochs"] < wl.epochs(cfg):
@@ -200,12 +205,13 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
             opt.load_state_dict(resumed["optimizer"])
         if scheduler is not None and resumed.get("scheduler") is not None:
             scheduler.load_state_dict(resumed["scheduler"])
-        torch.set_rng_state(resumed["torch_rng"])
-        if rank == 0:  # rank 0's streams are saved; other ranks continue on fresh ones
-            rng.bit_generator.state = resumed["numpy_rng"]
-            shutil.copy(os.path.join(resume_from, MODEL_FILE), os.path.join(keep, MODEL_FILE))
-        else:
+        if streams is not None:
+            torch.set_rng_state(streams["torch_rng"])
+            rng.bit_generator.state = streams["numpy_rng"]
+        else:  # a checkpoint from before every rank's streams were kept: fresh ones
             rng = np.random.default_rng([seed, rank, start])
+        if rank == 0:
+            shutil.copy(os.path.join(resume_from, MODEL_FILE), os.path.join(keep, MODEL_FILE))
 
     def validate_and_report(epoch: int, train_loss: float, train_metrics: dict[str, float]) -> bool:
         """Validation on rank 0, then a checkpoint: the best weights so far (with the input
@@ -213,6 +219,10 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
         from, and at the final round the last weights beside the best. Returns whether training
         stops here early (``patience`` rounds without improvement; the same on every worker)."""
         nonlocal best, stale
+        # every worker's streams as the next epoch starts from them (workers other than rank 0 do
+        # not validate; rank 0's are taken after validation, below)
+        ranks = gather_objects({"torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                                "workload": wl.training_state()})
         metrics: dict[str, Any] = {"epoch": epoch, "train/loss": train_loss, **train_metrics}
         d = None
         stop = False
@@ -244,7 +254,7 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
                             "stale": stale, "optimizer": opt.state_dict() if opt is not None else None,
                             "scheduler": scheduler.state_dict() if scheduler is not None else None,
                             "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-                            "workload": wl.training_state()},
+                            "workload": wl.training_state(), "ranks": ranks},
                            os.path.join(d, RESUME_FILE))
             metrics["best/" + metric] = best
         host.report(metrics, d)

@@ -96,3 +96,61 @@ def test_training_resumed_from_a_round_equals_the_uninterrupted_one(tmp_path: Pa
     assert final_a["epoch"] == final_b["epoch"]
     for name, w in final_a["model"].items():
         assert torch.allclose(w, final_b["model"][name], atol=1e-7), name
+
+
+# ------------------------------------------------------------------------------------------------
+# several Train workers: every rank's streams are kept, so a retried DDP trial is the undisturbed one
+
+
+class _DDPHost(RecordingHost):
+    """Rank ``rank`` of 2 in a gloo process group, DDP around the model (what
+    ``ray.train.torch.prepare_model`` does on CPU); QbE shards its training words itself."""
+
+    def __init__(self, tmp: Path, rows: Any, rank: int, resume: Path | None = None) -> None:
+        super().__init__(tmp, rows, resume)
+        self.rank, self.world_size = rank, 2
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return torch.nn.parallel.DistributedDataParallel(model)
+
+    def report(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        if self.rank == 0:
+            super().report(metrics, ckpt_dir)
+
+
+def _ddp_worker(rank: int, case: str, tmp: str, resume: str | None) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/pg-{'resumed' if resume else 'whole'}",
+                            rank=rank, world_size=2)
+    try:
+        loop, rows, _ = CASES[case]
+        out = Path(tmp) / ("resumed" if resume else "whole")
+        out.mkdir(exist_ok=True)
+        host = _DDPHost(out, rows, rank, Path(resume) if resume else None)
+        train_model(host, loop)
+        if rank == 0:
+            torch.save({"reports": host.reports, "ckpts": [str(c) for c in host.ckpts]}, out / "result.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("case", ["qbe"])
+def test_a_resumed_two_worker_training_equals_the_uninterrupted_one(tmp_path: Path, case: str) -> None:
+    """QbE draws triplets from per-rank RNGs (numpy and its sampler's): with only rank 0's streams
+    kept, rank 1 resumed on fresh ones and the weights diverged from the undisturbed run's."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(case, str(tmp_path), None), nprocs=2)
+    whole = torch.load(tmp_path / "whole" / "result.pt", weights_only=False)
+    ckpt = Path(whole["ckpts"][2])
+    assert len(torch.load(ckpt / RESUME_FILE, weights_only=True)["ranks"]) == 2
+    mp.spawn(_ddp_worker, args=(case, str(tmp_path), str(ckpt)), nprocs=2)
+    resumed = torch.load(tmp_path / "resumed" / "result.pt", weights_only=False)
+    assert [m["epoch"] for m in resumed["reports"]] == [3, 4, 5]
+    for a, b in zip(whole["reports"][3:], resumed["reports"], strict=True):
+        assert b["train/loss"] == pytest.approx(a["train/loss"], abs=1e-9)
+    final_a = torch.load(Path(whole["ckpts"][-1]) / MODEL_FILE, weights_only=True)
+    final_b = torch.load(Path(resumed["ckpts"][-1]) / MODEL_FILE, weights_only=True)
+    for name, w in final_a["model"].items():
+        assert torch.allclose(w, final_b["model"][name], atol=1e-9), name
