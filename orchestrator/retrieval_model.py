@@ -336,7 +336,6 @@ class RetrievalEngine:
                                     scores=[float(s) for s in srow[keep]], items=rows, ranking=self.ranking(modality)))
         return out
 
-
     def rank(self, vectors: np.ndarray, modality: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, row indexes) of the top ``k`` of the side ``modality`` searches, for embedded
         queries."""

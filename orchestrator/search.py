@@ -132,7 +132,7 @@ def format_result(result: Any, engine: Any, uri: str) -> str:
              f"{side['n']} {side['description']} of the {meta['index_split']} split",
              f"{result.modality} query {result.query!r} -> top {len(result.ids)} {side['description']}"]
     if engine.fusion is not None:  # say whether the query was fused, as the model's selection metric ranks
-        lines.append(f"ranked {result.ranking}" if result.ranking.startswith("as ") else f"ranked by {result.ranking}")
+        lines.append(f"ranked {result.ranking}")
     lines.append("")
     shown = [c for c in SHOWN if any(c in it for it in result.items)]
     with_audio = any(it.get("audio_path") for it in result.items)  # descriptions have none

@@ -434,7 +434,8 @@ class StoppedTrialTest:
 
     def __init__(self, sweep: Sweep) -> None:
         self.ctx, self.records_path, self.regime = sweep.ctx, sweep.plan.records_path, sweep.wl.regime
-        self.tester: Any = None  # started at the first stopped trial (orchestrator.trials.FrozenTestPasses)
+        self._tester: Any = None  # orchestrator.trials.FrozenTestPasses, started at the first stopped trial
+        self._tester_asked = False
 
     def __call__(self, trial: Any, ckpt_path: str) -> tuple[Any, Any]:
         return self.submit(trial.trial_id, dict(trial.config), ckpt_path)
@@ -453,9 +454,9 @@ class StoppedTrialTest:
         else:  # Train's checkpoints are named in the file system of its storage
             fs, path = storage.filesystem(self.ctx.storage_path)[0], ckpt_path
         ckpt = tune.Checkpoint(path, filesystem=fs)
-        if self.tester is None:
-            self.tester = test_passes_actor(self.ctx, self.regime) or False
-        ref = submit_test(self.ctx, config, ckpt, self.tester or None)
+        if not self._tester_asked:  # None where passes run as tasks (GPU trials, fine-tuning)
+            self._tester, self._tester_asked = test_passes_actor(self.ctx, self.regime), True
+        ref = submit_test(self.ctx, config, ckpt, self._tester)
 
         def finish() -> tuple[dict[str, float], str]:
             ev = ray.get(ref)

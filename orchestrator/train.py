@@ -175,7 +175,7 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
     resumed = torch.load(os.path.join(resume_from, RESUME_FILE), map_location="cpu", weights_only=True) \
         if resume_from and os.path.exists(os.path.join(resume_from, RESUME_FILE)) else None
     # this worker's RNG streams (torch, numpy, the workload's own) as the earlier attempt left them
-    # after the round: rank 0's at the top level, every rank's under "ranks" (several Train workers)
+    # after the round: rank 0's at the top level, the other ranks' under "ranks" (several Train workers)
     streams = None
     if resumed is not None:
         weights = resumed["model"] if resumed["model"] is not None else torch.load(
@@ -219,10 +219,11 @@ def train_model(host: Host, loop_cfg: dict[str, Any]) -> None:
         from, and at the final round the last weights beside the best. Returns whether training
         stops here early (``patience`` rounds without improvement; the same on every worker)."""
         nonlocal best, stale
-        # every worker's streams as the next epoch starts from them (workers other than rank 0 do
-        # not validate; rank 0's are taken after validation, below)
-        ranks = gather_objects({"torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-                                "workload": wl.training_state()})
+        # the other workers' streams as their next epoch starts from them (they do not validate);
+        # rank 0's are saved after its validation, below
+        ranks = gather_objects(None if rank == 0 else {"torch_rng": torch.get_rng_state(),
+                                                       "numpy_rng": rng.bit_generator.state,
+                                                       "workload": wl.training_state()})
         metrics: dict[str, Any] = {"epoch": epoch, "train/loss": train_loss, **train_metrics}
         d = None
         stop = False

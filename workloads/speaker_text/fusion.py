@@ -85,5 +85,5 @@ class SearchFusion:
             return f"as embedded (the fusion N was selected for {self.modality} queries, by {self.metric})"
         how = "averaged with" if self.keep_query else "replaced by"
         db = f"; every indexed vector likewise with its {self.n} nearest of the other side" if self.database else ""
-        return (f"cross-modal fusion, N = {self.n}: the query {how} the similarity-weighted mean of its {self.n} "
+        return (f"by cross-modal fusion, N = {self.n}: the query {how} the similarity-weighted mean of its {self.n} "
                 f"nearest vectors of the side it searches{db} (as {self.metric} ranks)")
